@@ -1,0 +1,174 @@
+"""The `warmserve` command line: up, down, status, validate, prepare, test.
+
+Run through the `./warmserve` script in the repository root, which builds the virtual environment first,
+or as the `warmserve` console script of an installed package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from configs.loader import ConfigError
+from configs.schema import ClusterConfig
+from cluster.config_check import load_checked_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+APP_NAME = "warmserve"
+DEFAULT_CONFIG = "local"
+READY_TIMEOUT_S = 900.0
+
+
+def _load_or_exit(name_or_path: str) -> ClusterConfig:
+    try:
+        return load_checked_config(name_or_path)
+    except ConfigError as error:
+        print(str(error), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load_or_exit(args.config)
+    print("ok")
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from cluster.serve_control import prepare_models
+
+    config = _load_or_exit(args.config)
+    for name, path in prepare_models(config).items():
+        print(f"[warmserve] model {name}: {path}")
+    return 0
+
+
+def _connect(address: str, namespace: str, joined: bool) -> None:
+    import ray
+
+    # Joining a cluster we did not start: ship the code; a local head already has it on PYTHONPATH.
+    runtime_env = {"working_dir": str(REPO_ROOT), "excludes": [".git", "reports"]} if joined else None
+    ray.init(address=address, namespace=namespace, runtime_env=runtime_env, log_to_driver=False)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from cluster.ray_control import ClusterState, start_local_head
+    from cluster.serve_control import deploy, prepare_models, wait_until_answering
+
+    config = _load_or_exit(args.config)
+    model_paths = prepare_models(config)
+    address = args.address or config.ray.address
+    started_head = False
+    if address is None:
+        previous = ClusterState.load()
+        if previous and previous.started_head and _head_is_running():
+            address = previous.address
+            started_head = True
+            print(f"[warmserve] reusing the Ray head started earlier at {address}", flush=True)
+        else:
+            address = start_local_head(config.ray)
+            started_head = True
+    _connect(address, config.ray.namespace, joined=not started_head)
+    base_url = f"http://{config.http.host}:{config.http.port}"
+    ClusterState(address=address, started_head=started_head, http_url=base_url).save()
+    print(f"[warmserve] deploying {', '.join(m.name for m in config.models)} "
+          f"({sum(m.num_replicas for m in config.models)} LLM replicas)", flush=True)
+    deploy(config, model_paths, APP_NAME)
+    answer = wait_until_answering(config, APP_NAME, base_url, READY_TIMEOUT_S)
+    print(f"[warmserve] {config.models[0].name} answered: {answer!r}")
+    print(f"[warmserve] up: OpenAI base URL {base_url}/v1   (stop with: ./warmserve down)")
+    return 0
+
+
+def _head_is_running() -> bool:
+    from cluster.ray_control import _ray_cli
+
+    return subprocess.run([_ray_cli(), "status"], capture_output=True).returncode == 0
+
+
+def cmd_down(_: argparse.Namespace) -> int:
+    from cluster.ray_control import ClusterState, stop_local_head
+
+    state = ClusterState.load()
+    if state is None:
+        print("[warmserve] nothing to stop (no cluster started by `warmserve up`)")
+        return 0
+    try:
+        from ray import serve
+
+        _connect(state.address, "warmserve", joined=not state.started_head)
+        serve.shutdown()
+    except Exception as error:  # the cluster may already be gone; stopping must still finish
+        print(f"[warmserve] could not reach Serve ({type(error).__name__}: {error}); continuing")
+    if state.started_head:
+        stop_local_head()
+    ClusterState.clear()
+    print("[warmserve] down")
+    return 0
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    from ray import serve
+
+    from cluster.ray_control import ClusterState
+
+    state = ClusterState.load()
+    if state is None:
+        print("[warmserve] no cluster started by `warmserve up`")
+        return 1
+    _connect(state.address, "warmserve", joined=not state.started_head)
+    status = serve.status()
+    print(f"endpoint: {state.http_url}/v1   ray: {state.address}")
+    print(f"{'application/deployment':40} {'status':14} replicas")
+    for app_name, app in status.applications.items():
+        print(f"{app_name:40} {app.status:14}")
+        for name, deployment in app.deployments.items():
+            replicas = ", ".join(f"{n} {s}" for s, n in deployment.replica_states.items()) or "-"
+            print(f"  {name:38} {deployment.status:14} {replicas}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from cluster.serve_control import prepare_models
+
+    # The e2e tests need both shipped models; building them here shows progress outside pytest's capture.
+    prepare_models(_load_or_exit("local"))
+    prepare_models(_load_or_exit("test-fake"))
+    command = [sys.executable, "-m", "pytest", *(args.pytest_args or ["tests"])]
+    print(f"[warmserve] {' '.join(command[2:])}", flush=True)
+    return subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}).returncode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="warmserve", description="LLM serving cluster on Ray Serve + vLLM")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start (or join) a Ray cluster and serve the configured models")
+    up.add_argument("--config", default=DEFAULT_CONFIG, help="config file or shipped profile (default: local)")
+    up.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local head")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
+    sub.add_parser("status", help="show deployments, replicas and their health").set_defaults(func=cmd_status)
+    validate = sub.add_parser("validate", help="validate a config file and print it resolved")
+    validate.add_argument("config")
+    validate.set_defaults(func=cmd_validate)
+    prepare = sub.add_parser("prepare", help="build the config's models into the model cache")
+    prepare.add_argument("--config", default=DEFAULT_CONFIG)
+    prepare.set_defaults(func=cmd_prepare)
+    test = sub.add_parser("test", help="run the test suite (unit, integration, e2e)")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments passed to pytest")
+    test.set_defaults(func=cmd_test)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""Starting, joining and stopping the Ray cluster that `warmserve up` uses.
+
+A local head is started with the `ray start` CLI so it outlives the `warmserve up` process; a state file
+remembers whether we started it, so `warmserve down` stops only what `up` started.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from configs.schema import RayConfig
+
+STATE_FILE = Path.home() / ".cache" / "warmserve" / "cluster-state.json"
+
+
+@dataclass(slots=True)
+class ClusterState:
+    address: str
+    started_head: bool
+    http_url: str
+
+    def save(self) -> None:
+        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        STATE_FILE.write_text(json.dumps(asdict(self)))
+
+    @staticmethod
+    def load() -> ClusterState | None:
+        try:
+            return ClusterState(**json.loads(STATE_FILE.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    @staticmethod
+    def clear() -> None:
+        STATE_FILE.unlink(missing_ok=True)
+
+
+def _ray_cli() -> str:
+    beside_python = Path(sys.executable).with_name("ray")
+    return str(beside_python) if beside_python.exists() else (shutil.which("ray") or "ray")
+
+
+def start_local_head(ray: RayConfig) -> str:
+    """Start a head node bound to loopback; returns the address to `ray.init` with."""
+    command = [
+        _ray_cli(), "start", "--head",
+        f"--num-cpus={ray.num_cpus}",
+        "--node-ip-address=127.0.0.1",
+        f"--dashboard-host={ray.dashboard_host}",
+        f"--dashboard-port={ray.dashboard_port}",
+        "--disable-usage-stats",
+    ]
+    print(f"[warmserve] starting Ray head: {' '.join(command[1:])}", flush=True)
+    subprocess.run(command, check=True)
+    return "127.0.0.1:6379"
+
+
+def stop_local_head() -> None:
+    subprocess.run([_ray_cli(), "stop", "--force"], check=False)

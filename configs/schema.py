@@ -1,0 +1,166 @@
+"""The typed schema of a warmserve deployment.
+
+Loaded once by `configs.loader.load_config`, then handed down as objects: components never read
+environment variables or YAML themselves. Every model forbids unknown keys and bounds every number, so a
+typo or an absurd value fails at load time with the field path, not at the first request.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RayConfig(StrictModel):
+    """How `warmserve up` reaches Ray: start a local head (address None) or join an existing cluster."""
+
+    address: str | None = Field(default=None, description="Ray address to join; None starts a local head")
+    # More logical CPUs than cores: on a 2-core machine Serve could not otherwise place the ingress and
+    # the proxy beside the engine replicas (DESIGN.md, "Ray on 2 cores").
+    num_cpus: int = Field(default=8, ge=1, le=4096)
+    dashboard_host: str = Field(default="127.0.0.1", min_length=1)
+    dashboard_port: int = Field(default=8265, ge=1024, le=65535)
+    namespace: str = Field(default="warmserve", min_length=1, max_length=64)
+
+
+class HttpConfig(StrictModel):
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8000, ge=1024, le=65535)
+    # Ceiling on how long the ingress waits for one engine request before answering 504.
+    request_timeout_s: float = Field(default=600.0, gt=0, le=86_400)
+
+
+class PlacementConfig(StrictModel):
+    """What hardware a replica may span: the shape TP x PP must fit into."""
+
+    device: Literal["cpu", "gpu"] = "cpu"
+    nodes: int = Field(default=1, ge=1, le=1024)
+    gpus_per_node: int = Field(default=0, ge=0, le=64)
+    # CPU cores one engine worker owns; on CPU each TP worker needs its own core (DESIGN.md).
+    cpus_per_worker: float = Field(default=1.0, gt=0, le=256)
+
+
+class EngineConfig(StrictModel):
+    """Engine options for one LLM replica. `kind="fake"` is the deterministic engine for tests."""
+
+    kind: Literal["vllm", "fake"] = "vllm"
+    tensor_parallel_size: int = Field(default=1, ge=1, le=64)
+    pipeline_parallel_size: int = Field(default=1, ge=1, le=64)
+    max_model_len: int = Field(default=2048, ge=16, le=1_048_576)
+    max_num_seqs: int = Field(default=16, ge=1, le=4096)
+    max_num_batched_tokens: int | None = Field(default=None, ge=16, le=1_048_576)
+    # Tokens per KV block; also the router's hashing granularity. vLLM's CPU attention needs a multiple
+    # of 32 (checked against placement in LLMModelConfig).
+    block_size: int = Field(default=32, ge=1, le=1024)
+    # "auto" resolves to float32 on CPUs without native bf16 (slow kernels and wrong answers were
+    # measured there) and to the checkpoint's dtype elsewhere; see engines.platform.
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    enforce_eager: bool = True
+    enable_prefix_caching: bool = True
+    kv_cache_space_gb: float = Field(default=1.0, gt=0, le=4096, description="CPU KV cache per engine")
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+    # vLLM's CPU OpenMP binding: "auto", "nobind", or explicit core lists like "0|1" for TP=2.
+    cpu_threads_bind: str = Field(default="nobind", min_length=1, max_length=256)
+    omp_num_threads: int = Field(default=1, ge=1, le=512)
+    kv_events: bool = True
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    # Fake engine only: simulated seconds per decoded token (0 = as fast as possible).
+    fake_token_latency_s: float = Field(default=0.0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _fake_has_no_parallelism(self) -> EngineConfig:
+        if self.kind == "fake" and self.tensor_parallel_size * self.pipeline_parallel_size != 1:
+            raise ValueError(
+                "engine.kind='fake' runs in-process and supports only tensor_parallel_size=1 and "
+                f"pipeline_parallel_size=1 (got {self.tensor_parallel_size} x {self.pipeline_parallel_size})"
+            )
+        if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(
+                f"engine.max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= "
+                f"engine.max_num_seqs ({self.max_num_seqs})"
+            )
+        return self
+
+
+class RequestLimits(StrictModel):
+    """Per-request bounds the ingress enforces before any engine work."""
+
+    max_n: int = Field(default=4, ge=1, le=128)
+    max_tokens_default: int = Field(default=256, ge=1, le=1_048_576)
+    max_stop_sequences: int = Field(default=8, ge=0, le=64)
+    max_stop_length_chars: int = Field(default=128, ge=1, le=4096)
+
+
+class LLMModelConfig(StrictModel):
+    """One served LLM: which weights, how many replicas, and how each replica runs its engine."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
+    # A model-store name (see engines.model_store) or a local Hugging Face-style directory.
+    model: str = Field(min_length=1, max_length=4096)
+    num_replicas: int = Field(default=1, ge=1, le=1024)
+    engine: EngineConfig = EngineConfig()
+    placement: PlacementConfig = PlacementConfig()
+    limits: RequestLimits = RequestLimits()
+    # Logical CPUs the Serve replica actor itself reserves (its engine workers reserve their own).
+    replica_num_cpus: float = Field(default=1.0, ge=0, le=256)
+    max_ongoing_requests: int = Field(default=64, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _shape_fits_placement(self) -> LLMModelConfig:
+        workers = self.engine.tensor_parallel_size * self.engine.pipeline_parallel_size
+        p = self.placement
+        if p.device == "gpu":
+            if p.gpus_per_node == 0:
+                raise ValueError(f"model {self.name!r}: placement.device='gpu' needs placement.gpus_per_node >= 1")
+            if self.engine.tensor_parallel_size > p.gpus_per_node:
+                raise ValueError(
+                    f"model {self.name!r}: tensor_parallel_size={self.engine.tensor_parallel_size} exceeds "
+                    f"placement.gpus_per_node={p.gpus_per_node}; a TP group must share one node"
+                )
+            capacity = p.gpus_per_node * p.nodes
+            if workers > capacity:
+                raise ValueError(
+                    f"model {self.name!r}: tensor_parallel_size x pipeline_parallel_size = "
+                    f"{self.engine.tensor_parallel_size} x {self.engine.pipeline_parallel_size} = {workers} GPUs, "
+                    f"but placement has {p.gpus_per_node} GPUs/node x {p.nodes} nodes = {capacity}"
+                )
+        else:
+            if self.engine.pipeline_parallel_size != 1:
+                raise ValueError(
+                    f"model {self.name!r}: pipeline_parallel_size={self.engine.pipeline_parallel_size} "
+                    "is not supported by vLLM on CPU; use placement.device='gpu'"
+                )
+            if self.engine.kind == "vllm" and self.engine.block_size % 32:
+                raise ValueError(
+                    f"model {self.name!r}: engine.block_size={self.engine.block_size} must be a multiple of 32 "
+                    "on CPU (vLLM's CPU attention backend)"
+                )
+            if self.engine.max_model_len < self.engine.block_size:
+                raise ValueError(
+                    f"model {self.name!r}: engine.max_model_len ({self.engine.max_model_len}) is smaller "
+                    f"than engine.block_size ({self.engine.block_size})"
+                )
+        return self
+
+
+class ClusterConfig(StrictModel):
+    """A whole warmserve deployment: where Ray runs, the HTTP endpoint and the served models."""
+
+    ray: RayConfig = RayConfig()
+    http: HttpConfig = HttpConfig()
+    models: list[LLMModelConfig] = Field(min_length=1, max_length=64)
+    # Where the model store keeps prepared checkpoints; None = ~/.cache/warmserve/models.
+    model_cache_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> ClusterConfig:
+        names = [m.name for m in self.models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"models: duplicate model names {duplicates}")
+        return self

@@ -1,0 +1,51 @@
+"""Turn a validated `ClusterConfig` into a Ray Serve application: one LLM deployment per model + ingress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ray import serve
+from ray.serve import Application
+
+from configs.schema import ClusterConfig, LLMModelConfig
+from deployments.ingress import Ingress
+from deployments.llm_replica import LLMReplica
+from engines.placement import replica_resources
+
+APP_NAME = "warmserve"
+INGRESS_ROUTE = "/"
+# vLLM on 2 CPU cores takes about a minute to import and load; Serve's defaults would kill it first.
+REPLICA_STARTUP_HEALTH_TIMEOUT_S = 60.0
+
+
+def llm_deployment_name(model_name: str) -> str:
+    return "llm-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in model_name)
+
+
+def _llm_deployment(model: LLMModelConfig, model_path: Path) -> Application:
+    resources = replica_resources(model)
+    options: dict[str, object] = {
+        "name": llm_deployment_name(model.name),
+        "num_replicas": model.num_replicas,
+        "max_ongoing_requests": model.max_ongoing_requests,
+        "health_check_period_s": 10.0,
+        "health_check_timeout_s": REPLICA_STARTUP_HEALTH_TIMEOUT_S,
+        "graceful_shutdown_timeout_s": 30.0,
+    }
+    if len(resources.bundles) > 1:
+        options["placement_group_bundles"] = resources.bundles
+        options["placement_group_strategy"] = resources.strategy
+        options["ray_actor_options"] = {"num_cpus": resources.bundles[0]["CPU"],
+                                        **({"num_gpus": resources.bundles[0]["GPU"]}
+                                           if "GPU" in resources.bundles[0] else {})}
+    else:
+        bundle = resources.bundles[0]
+        options["ray_actor_options"] = {"num_cpus": bundle["CPU"], "num_gpus": bundle.get("GPU", 0.0)}
+    return serve.deployment(LLMReplica).options(**options).bind(model, str(model_path))
+
+
+def build_app(config: ClusterConfig, model_paths: dict[str, Path]) -> Application:
+    handles = {m.name: _llm_deployment(m, model_paths[m.name]) for m in config.models}
+    return Ingress.options(ray_actor_options={"num_cpus": 1.0}).bind(
+        list(config.models), {name: str(path) for name, path in model_paths.items()}, handles, config.http
+    )

@@ -1,0 +1,87 @@
+"""Shared fixtures: one local Ray + Serve instance for the whole session, apps deployed on demand.
+
+Integration and e2e tests deploy their app under their own route prefix on the same Serve HTTP port, so
+the ~1 minute vLLM start is paid once per profile per session, not per test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+SERVE_PORT = int(os.environ.get("WARMSERVE_TEST_PORT", "8123"))
+DEPLOY_TIMEOUT_S = 600.0
+
+
+@dataclass(slots=True)
+class DeployedApp:
+    name: str
+    base_url: str  # ends with /v1
+    root_url: str  # the app's route prefix, for /health and /ready
+    model: str
+
+
+@pytest.fixture(scope="session")
+def serve_instance() -> Iterator[None]:
+    import ray
+    from ray import serve
+
+    # address="local": always a fresh cluster for the tests, never a user's running one.
+    ray.init(address="local", num_cpus=16, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+    serve.start(http_options={"host": "127.0.0.1", "port": SERVE_PORT})
+    yield
+    serve.shutdown()
+    ray.shutdown()
+
+
+def deploy_profile(profile: str, app_name: str, route_prefix: str) -> DeployedApp:
+    from cluster.config_check import load_checked_config
+    from cluster.serve_control import prepare_models
+    from configs.schema import ClusterConfig
+    from deployments.app_builder import build_app
+    from ray import serve
+
+    loaded = load_checked_config(profile)
+    config = ClusterConfig.model_validate({**loaded.model_dump(), "http": {"host": "127.0.0.1",
+                                                                            "port": SERVE_PORT}})
+    paths = prepare_models(config)
+    serve.run(build_app(config, paths), name=app_name, route_prefix=route_prefix, blocking=False)
+    _wait_ready(app_name)
+    root = f"http://127.0.0.1:{SERVE_PORT}{route_prefix}"
+    return DeployedApp(app_name, f"{root}/v1", root, config.models[0].name)
+
+
+def _wait_ready(app_name: str) -> None:
+    import time
+
+    from ray import serve
+
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get(app_name)
+        if app is not None and app.status == "RUNNING":
+            return
+        if app is not None and app.status == "DEPLOY_FAILED":
+            raise RuntimeError(f"{app_name} failed to deploy: {app.message}")
+        time.sleep(2)
+    raise TimeoutError(f"{app_name} not running after {DEPLOY_TIMEOUT_S:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def fake_app(serve_instance: None) -> Iterator[DeployedApp]:
+    from ray import serve
+
+    yield deploy_profile("test-fake", "fake", "/fake")
+    serve.delete("fake")
+
+
+@pytest.fixture(scope="session")
+def vllm_app(serve_instance: None) -> Iterator[DeployedApp]:
+    from ray import serve
+
+    yield deploy_profile("local", "local", "/local")
+    serve.delete("local")

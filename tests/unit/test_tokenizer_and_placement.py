@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from configs.loader import parse_config
+from engines.model_store.store import ModelStore
+from engines.placement import replica_resources
+from engines.platform import resolve_dtype
+from engines.tokenizer import ChatTemplateError, PromptTokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> PromptTokenizer:
+    return PromptTokenizer(ModelStore(tmp_path_factory.mktemp("models")).resolve("tiny-random-llama"))
+
+
+def test_chat_template_renders_chatml_with_generation_prompt(tokenizer: PromptTokenizer) -> None:
+    text = tokenizer.render_chat([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+    assert text == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_encode_decode_round_trip(tokenizer: PromptTokenizer) -> None:
+    ids = tokenizer.encode("The capital of France is Paris.")
+    assert ids and tokenizer.decode(ids) == "The capital of France is Paris."
+    chat_ids = tokenizer.encode_chat([{"role": "user", "content": "Hi"}])
+    assert chat_ids[0] == tokenizer.encode("<|im_start|>")[0]
+
+
+def test_tokenizer_without_template_is_rejected(tmp_path: Path, tokenizer: PromptTokenizer) -> None:
+    tokenizer._tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "chat_template.jinja").unlink(missing_ok=True)
+    import json
+    config_path = tmp_path / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("chat_template", None)
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ChatTemplateError, match="no chat template"):
+        PromptTokenizer(tmp_path)
+
+
+def _model(placement: dict | None = None, **engine: object) -> object:
+    entry = {"name": "m", "model": "x", "engine": engine, "placement": placement or {}}
+    return parse_config({"models": [entry]}).models[0]
+
+
+def test_cpu_bundles_give_each_worker_its_own_cpu() -> None:
+    resources = replica_resources(_model(tensor_parallel_size=2))
+    assert resources.bundles == [{"CPU": 1.0}, {"CPU": 1.0}, {"CPU": 1.0}]
+    assert resources.strategy == "STRICT_PACK" and resources.total == {"CPU": 3.0}
+
+
+def test_gpu_bundle_holds_all_gpus_of_the_replica() -> None:
+    model = _model(tensor_parallel_size=4, placement={"device": "gpu", "gpus_per_node": 8})
+    assert replica_resources(model).bundles == [{"CPU": 5.0, "GPU": 4.0}]
+
+
+def test_fake_engine_needs_only_the_replica() -> None:
+    assert replica_resources(_model(kind="fake")).bundles == [{"CPU": 1.0}]
+
+
+def test_dtype_resolution() -> None:
+    assert resolve_dtype("bfloat16", "cpu") == "bfloat16"
+    assert resolve_dtype("auto", "gpu") == "auto"
+    assert resolve_dtype("auto", "cpu") in ("float32", "auto")
