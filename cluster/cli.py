@@ -1,4 +1,4 @@
-"""The `warmserve` command line: up, down, status, validate, prepare, test.
+"""The `warmserve` command line: up, down, status, validate, prepare, test, bench.
 
 Run through the `./warmserve` script in the repository root, which builds the virtual environment first,
 or as the `warmserve` console script of an installed package.
@@ -138,9 +138,16 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     # The e2e tests need both shipped models; building them here shows progress outside pytest's capture.
     prepare_models(_load_or_exit("local"))
+    prepare_models(_load_or_exit("local-tp2"))
     prepare_models(_load_or_exit("test-fake"))
     command = [sys.executable, "-m", "pytest", *(args.pytest_args or ["tests"])]
     print(f"[warmserve] {' '.join(command[2:])}", flush=True)
+    return subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}).returncode
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    # A subprocess, not an import: loadtests talk to the cluster over HTTP and sit outside the layering.
+    command = [sys.executable, "-m", "loadtests.compare_raw_vllm", *(args.bench_args or [])]
     return subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}).returncode
 
 
@@ -162,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     test = sub.add_parser("test", help="run the test suite (unit, integration, e2e)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments passed to pytest")
     test.set_defaults(func=cmd_test)
+    bench = sub.add_parser("bench", help="benchmark warmserve against raw vLLM (docs/benchmarks.md)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for loadtests.compare_raw_vllm")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

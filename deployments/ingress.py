@@ -173,7 +173,8 @@ class Ingress:
                 request_id=f"{request_id}-{i}",
                 prompt_token_ids=prompt,
                 sampling=SamplingSpec(max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-                                      seed=None if body.seed is None else body.seed + i, stop=body.stop_list()),
+                                      seed=None if body.seed is None else body.seed + i, stop=body.stop_list(),
+                                      ignore_eos=body.ignore_eos),
             )
             for i in range(body.n)
         ]

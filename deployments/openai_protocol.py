@@ -45,6 +45,8 @@ class _SamplingFields(_Lenient):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    # vLLM's extension, kept for drop-in compatibility (benchmarks rely on it for fixed output lengths).
+    ignore_eos: bool = False
 
     def stop_list(self) -> list[str]:
         if self.stop is None:

@@ -13,16 +13,26 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from engines.model_store.head_padding import pad_checkpoint
 from engines.model_store.smollm2 import build_smollm2
 from engines.model_store.tiny_llama import build_tiny_random_llama
 
 Builder = Callable[[Path], None]
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def _build_smollm2_tp_ready(target: Path) -> None:
+    # Builders run in a scratch directory inside the cache, so the parent is the store's cache dir.
+    base = ModelStore(target.parent).resolve(DEFAULT_MODEL)
+    pad_checkpoint(base, target, multiple=4)
+
 
 BUILDERS: dict[str, Builder] = {
-    "smollm2-135m-instruct": build_smollm2,
+    DEFAULT_MODEL: build_smollm2,
+    # SmolLM2 with zero heads added (12 query / 4 KV heads) so tensor_parallel_size 2 or 4 can split it.
+    f"{DEFAULT_MODEL}-tp-ready": _build_smollm2_tp_ready,
     "tiny-random-llama": build_tiny_random_llama,
 }
-DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "warmserve" / "models"
 _COMPLETE_MARKER = ".warmserve-complete"
 _WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.gguf")

@@ -13,11 +13,13 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def tp2_app(serve_instance: None, vllm_app: DeployedApp) -> Iterator[DeployedApp]:
+def tp2_app(serve_instance: None) -> Iterator[DeployedApp]:
     from ray import serve
 
-    # Free the two-replica app's cores first: TP=2 binds one worker to each core.
-    serve.delete(vllm_app.name)
+    # Free the two-replica app's cores first (if an earlier module started it): TP=2 binds one worker
+    # to each core.
+    if "local" in serve.status().applications:
+        serve.delete("local")
     yield deploy_profile("local-tp2", "tp2", "/tp2")
     serve.delete("tp2")
 

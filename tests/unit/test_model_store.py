@@ -8,7 +8,7 @@ from engines.model_store.store import BUILDERS, ModelStore, UnknownModelError, c
 
 
 def test_known_names() -> None:
-    assert set(BUILDERS) == {"smollm2-135m-instruct", "tiny-random-llama"}
+    assert set(BUILDERS) == {"smollm2-135m-instruct", "smollm2-135m-instruct-tp-ready", "tiny-random-llama"}
     for name in BUILDERS:
         check_reference(name)
 
@@ -39,3 +39,30 @@ def test_builds_tiny_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(BUILDERS, "tiny-random-llama", lambda target: calls.append(target))
     assert store.resolve("tiny-random-llama") == path
     assert calls == []  # prepared already: not rebuilt
+
+
+def test_head_padding_counts() -> None:
+    from engines.model_store.head_padding import padded_head_counts
+
+    assert padded_head_counts(9, 3, 2) == (12, 4)
+    assert padded_head_counts(9, 3, 4) == (12, 4)
+    assert padded_head_counts(8, 8, 2) == (8, 8)
+
+
+def test_head_padding_keeps_the_function(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from engines.model_store.head_padding import pad_checkpoint
+
+    base = ModelStore(tmp_path).resolve("tiny-random-llama")
+    padded = tmp_path / "padded"
+    padded.mkdir()
+    pad_checkpoint(base, padded, multiple=4)
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    with torch.no_grad():
+        before = AutoModelForCausalLM.from_pretrained(base)(ids).logits
+        model = AutoModelForCausalLM.from_pretrained(padded)
+        after = model(ids).logits
+    assert model.config.num_attention_heads == 4 and model.config.num_key_value_heads == 4
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-5)
