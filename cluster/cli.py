@@ -17,6 +17,7 @@ import yaml
 from configs.loader import ConfigError
 from configs.schema import ClusterConfig
 from cluster.config_check import load_checked_config
+from cluster.ray_control import use_token_auth
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_NAME = "warmserve"
@@ -51,6 +52,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def _connect(address: str, namespace: str, joined: bool) -> None:
     import ray
 
+
     # Joining a cluster we did not start: ship the code; a local head already has it on PYTHONPATH.
     runtime_env = {"working_dir": str(REPO_ROOT), "excludes": [".git", "reports"]} if joined else None
     ray.init(address=address, namespace=namespace, runtime_env=runtime_env, log_to_driver=False)
@@ -63,19 +65,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = _load_or_exit(args.config)
     model_paths = prepare_models(config)
     address = args.address or config.ray.address
+    base_url = f"http://{config.http.host}:{config.http.port}"
     started_head = False
     if address is None:
         previous = ClusterState.load()
-        if previous and previous.started_head and _head_is_running():
-            address = previous.address
-            started_head = True
-            print(f"[warmserve] reusing the Ray head started earlier at {address}", flush=True)
+        if _head_is_running():
+            address = "auto"
+            started_head = bool(previous and previous.started_head)
+            print("[warmserve] a local Ray head is already running: deploying onto it", flush=True)
         else:
             address = start_local_head(config.ray)
             started_head = True
-    _connect(address, config.ray.namespace, joined=not started_head)
-    base_url = f"http://{config.http.host}:{config.http.port}"
+    # Saved before anything else can fail, so `warmserve down` always finds what we started.
     ClusterState(address=address, started_head=started_head, http_url=base_url).save()
+    _connect(address, config.ray.namespace, joined=not started_head)
     print(f"[warmserve] deploying {', '.join(m.name for m in config.models)} "
           f"({sum(m.num_replicas for m in config.models)} LLM replicas)", flush=True)
     deploy(config, model_paths, APP_NAME)
@@ -112,6 +115,10 @@ def cmd_down(_: argparse.Namespace) -> int:
     return 0
 
 
+def _name(status: object) -> str:
+    return str(getattr(status, "value", status))
+
+
 def cmd_status(_: argparse.Namespace) -> int:
     from ray import serve
 
@@ -126,10 +133,10 @@ def cmd_status(_: argparse.Namespace) -> int:
     print(f"endpoint: {state.http_url}/v1   ray: {state.address}")
     print(f"{'application/deployment':40} {'status':14} replicas")
     for app_name, app in status.applications.items():
-        print(f"{app_name:40} {app.status:14}")
+        print(f"{app_name:40} {_name(app.status):14}")
         for name, deployment in app.deployments.items():
-            replicas = ", ".join(f"{n} {s}" for s, n in deployment.replica_states.items()) or "-"
-            print(f"  {name:38} {deployment.status:14} {replicas}")
+            replicas = ", ".join(f"{n} {_name(s)}" for s, n in deployment.replica_states.items()) or "-"
+            print(f"  {name:38} {_name(deployment.status):14} {replicas}")
     return 0
 
 
@@ -140,14 +147,17 @@ def cmd_test(args: argparse.Namespace) -> int:
     prepare_models(_load_or_exit("local"))
     prepare_models(_load_or_exit("local-tp2"))
     prepare_models(_load_or_exit("test-fake"))
-    command = [sys.executable, "-m", "pytest", *(args.pytest_args or ["tests"])]
+    # Fast tests first; the CLI test starts and stops its own Ray head, so it runs before the suites that
+    # share one test cluster (pytest drops the repeated path when it meets tests/e2e again).
+    default_order = ["tests/unit", "tests/e2e/test_cli_up.py", "tests/integration", "tests/e2e", "tests/gpu"]
+    command = [sys.executable, "-m", "pytest", *(args.passthrough or default_order)]
     print(f"[warmserve] {' '.join(command[2:])}", flush=True)
     return subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}).returncode
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     # A subprocess, not an import: loadtests talk to the cluster over HTTP and sit outside the layering.
-    command = [sys.executable, "-m", "loadtests.compare_raw_vllm", *(args.bench_args or [])]
+    command = [sys.executable, "-m", "loadtests.compare_raw_vllm", *args.passthrough]
     return subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}).returncode
 
 
@@ -167,16 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--config", default=DEFAULT_CONFIG)
     prepare.set_defaults(func=cmd_prepare)
     test = sub.add_parser("test", help="run the test suite (unit, integration, e2e)")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments passed to pytest")
     test.set_defaults(func=cmd_test)
     bench = sub.add_parser("bench", help="benchmark warmserve against raw vLLM (docs/benchmarks.md)")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for loadtests.compare_raw_vllm")
     bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `test` and `bench` pass everything they do not know on (to pytest / the benchmark).
+    args, passthrough = parser.parse_known_args(argv)
+    if passthrough and args.command not in ("test", "bench"):
+        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+    args.passthrough = passthrough
+    # Before anything imports ray: Ray reads the auth mode once, at import.
+    use_token_auth()
     return int(args.func(args) or 0)
 
 

@@ -7,6 +7,7 @@ remembers whether we started it, so `warmserve down` stops only what `up` starte
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -45,20 +46,26 @@ def _ray_cli() -> str:
     return str(beside_python) if beside_python.exists() else (shutil.which("ray") or "ray")
 
 
+def use_token_auth() -> None:
+    """Ray 2.5x turns token authentication on for a new head and keeps the token in ~/.ray/auth_token;
+    a driver only presents it when the mode is set, so we set it for this process and its children."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
 def start_local_head(ray: RayConfig) -> str:
-    """Start a head node bound to loopback; returns the address to `ray.init` with."""
+    """Start a head node (dashboard and job API on the configured host, loopback by default); returns
+    the address for `ray.init`."""
     command = [
         _ray_cli(), "start", "--head",
         f"--num-cpus={ray.num_cpus}",
-        "--node-ip-address=127.0.0.1",
         f"--dashboard-host={ray.dashboard_host}",
         f"--dashboard-port={ray.dashboard_port}",
         "--disable-usage-stats",
     ]
     print(f"[warmserve] starting Ray head: {' '.join(command[1:])}", flush=True)
     subprocess.run(command, check=True)
-    return "127.0.0.1:6379"
+    return "auto"
 
 
 def stop_local_head() -> None:
-    subprocess.run([_ray_cli(), "stop", "--force"], check=False)
+    subprocess.run([_ray_cli(), "stop", "--force"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +28,11 @@ def deploy(config: ClusterConfig, model_paths: dict[str, Path], app_name: str, r
     from deployments.app_builder import build_app
 
     serve.start(http_options={"host": config.http.host, "port": config.http.port})
-    serve.run(build_app(config, model_paths), name=app_name, route_prefix=route_prefix, blocking=False)
+    app = build_app(config, model_paths)
+    # serve.run waits for the replicas to become healthy (a minute for vLLM on CPU); run it beside the
+    # caller's progress loop instead of in front of it.
+    threading.Thread(target=serve.run, kwargs={"target": app, "name": app_name, "route_prefix": route_prefix},
+                     daemon=True, name="serve-run").start()
 
 
 def _replica_summary(app_name: str) -> str:
@@ -38,9 +43,13 @@ def _replica_summary(app_name: str) -> str:
         return "application not deployed yet"
     parts = []
     for name, deployment in app.deployments.items():
-        counts = ", ".join(f"{n} {state}" for state, n in deployment.replica_states.items())
-        parts.append(f"{name}: {counts or deployment.status}")
-    return f"{app.status}; " + "; ".join(parts)
+        counts = ", ".join(f"{n} {_name(state)}" for state, n in deployment.replica_states.items())
+        parts.append(f"{name}: {counts or _name(deployment.status)}")
+    return f"{_name(app.status)}; " + "; ".join(parts)
+
+
+def _name(status: object) -> str:
+    return str(getattr(status, "value", status))
 
 
 def _post_json(url: str, payload: dict[str, object], timeout_s: float) -> dict[str, object]:
@@ -51,7 +60,8 @@ def _post_json(url: str, payload: dict[str, object], timeout_s: float) -> dict[s
 
 
 def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, timeout_s: float) -> str:
-    """Poll until every model answers a short chat request; print progress; return the first answer."""
+    """Poll until the app is RUNNING (every replica healthy) and the first model answers a chat request;
+    print progress meanwhile; return the answer."""
     from ray import serve
 
     deadline = time.monotonic() + timeout_s
@@ -59,15 +69,17 @@ def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, ti
     model = config.models[0].name
     while True:
         app = serve.status().applications.get(app_name)
-        if app is not None and app.status == "DEPLOY_FAILED":
+        status = _name(app.status) if app is not None else "NOT_STARTED"
+        if status == "DEPLOY_FAILED":
             raise RuntimeError(f"deployment failed: {app.message}")
-        try:
-            answer = _post_json(f"{base_url}/v1/chat/completions", {
-                "model": model, "temperature": 0, "max_tokens": 16,
-                "messages": [{"role": "user", "content": "What is the capital of France?"}]}, timeout_s=60)
-            return str(answer["choices"][0]["message"]["content"])  # type: ignore[index]
-        except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
-            pass
+        if status == "RUNNING":  # replicas healthy: now prove the model answers end to end
+            try:
+                answer = _post_json(f"{base_url}/v1/chat/completions", {
+                    "model": model, "temperature": 0, "max_tokens": 16,
+                    "messages": [{"role": "user", "content": "What is the capital of France?"}]}, timeout_s=120)
+                return str(answer["choices"][0]["message"]["content"])  # type: ignore[index]
+            except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
+                pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"the model did not answer within {timeout_s:.0f} s ({_replica_summary(app_name)})")
         print(f"[warmserve] waiting for replicas ({time.monotonic() - started:.0f} s): "

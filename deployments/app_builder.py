@@ -46,6 +46,8 @@ def _llm_deployment(model: LLMModelConfig, model_path: Path) -> Application:
 
 def build_app(config: ClusterConfig, model_paths: dict[str, Path]) -> Application:
     handles = {m.name: _llm_deployment(m, model_paths[m.name]) for m in config.models}
-    return Ingress.options(ray_actor_options={"num_cpus": 1.0}).bind(
+    ingress = Ingress.options(ray_actor_options={"num_cpus": 1.0},
+                              max_ongoing_requests=config.http.ingress_max_ongoing_requests)
+    return ingress.bind(
         list(config.models), {name: str(path) for name, path in model_paths.items()}, handles, config.http
     )

@@ -52,7 +52,7 @@ def _start_raw_vllm() -> subprocess.Popen[bytes]:
     # (it asks for the metadata of a distribution named `vllm`).
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
                "--served-model-name", MODEL_NAME, "--host", "127.0.0.1", "--port", str(RAW_PORT),
-               "--disable-log-requests", *ENGINE_FLAGS]
+               *ENGINE_FLAGS]
     log = open(REPO_ROOT / "reports" / "raw-vllm.log", "wb")
     return subprocess.Popen(command, env={**os.environ, **ENGINE_ENV}, stdout=log, stderr=subprocess.STDOUT)
 

