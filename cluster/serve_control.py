@@ -13,6 +13,8 @@ from configs.schema import ClusterConfig
 from engines.model_store.store import ModelStore
 
 POLL_INTERVAL_S = 3.0
+# A RUNNING app whose URL keeps refusing is served elsewhere: fail in ~30 s instead of waiting it out.
+MAX_REFUSALS_WHILE_RUNNING = 10
 
 
 def prepare_models(config: ClusterConfig) -> dict[str, Path]:
@@ -67,6 +69,7 @@ def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, ti
     deadline = time.monotonic() + timeout_s
     started = time.monotonic()
     model = config.models[0].name
+    refused_while_running = 0
     while True:
         app = serve.status().applications.get(app_name)
         status = _name(app.status) if app is not None else "NOT_STARTED"
@@ -78,8 +81,13 @@ def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, ti
                     "model": model, "temperature": 0, "max_tokens": 16,
                     "messages": [{"role": "user", "content": "What is the capital of France?"}]}, timeout_s=120)
                 return str(answer["choices"][0]["message"]["content"])  # type: ignore[index]
-            except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
-                pass
+            except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError) as error:
+                refused_while_running += 1
+                if refused_while_running >= MAX_REFUSALS_WHILE_RUNNING:
+                    raise RuntimeError(
+                        f"the app is RUNNING but {base_url} does not answer ({error}); is Serve already "
+                        "running on this Ray cluster with another HTTP port? (`warmserve down` or use it)"
+                    ) from None
         if time.monotonic() > deadline:
             raise TimeoutError(f"the model did not answer within {timeout_s:.0f} s ({_replica_summary(app_name)})")
         print(f"[warmserve] waiting for replicas ({time.monotonic() - started:.0f} s): "

@@ -85,3 +85,9 @@ def vllm_app(serve_instance: None) -> Iterator[DeployedApp]:
 
     yield deploy_profile("local", "local", "/local")
     serve.delete("local")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the CLI test (its own Ray head, started and stopped by `./warmserve up/down`) before anything
+    creates the session's shared test cluster, whatever order the paths were given in."""
+    items.sort(key=lambda item: 0 if item.path.name == "test_cli_up.py" else 1)
