@@ -7,6 +7,7 @@ import this module's package without paying vLLM's ~50 s import.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from configs.schema import EngineConfig, PlacementConfig
 from engines.platform import resolve_dtype
 from engines.protocol import EngineDeadError
 from engines.types import EngineStats, GenerationRequest, OutputChunk
+
+logger = logging.getLogger("warmserve.engine")
 
 
 @dataclass(slots=True)
@@ -64,6 +67,17 @@ def apply_cpu_environment(engine: EngineConfig) -> None:
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(engine.kv_cache_space_gb)))
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = engine.cpu_threads_bind
     os.environ["OMP_NUM_THREADS"] = str(engine.omp_num_threads)
+
+
+def set_child_niceness(niceness: int) -> None:
+    """Give the engine-core and worker processes vLLM spawned (children of this process) `niceness`."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.nice(niceness)
+        except (psutil.AccessDenied, psutil.NoSuchProcess) as error:
+            logger.warning("cannot set niceness %d on engine process %s: %s", niceness, child.pid, error)
 
 
 class VLLMEngine:
@@ -122,6 +136,8 @@ class VLLMEngine:
         self._llm = AsyncLLM.from_engine_args(
             self._engine_args(), stat_loggers=[_snapshot_logger_factory(self._snapshot)]
         )
+        if self._config.process_niceness is not None:
+            set_child_niceness(self._config.process_niceness)
 
     def _sampling_params(self, request: GenerationRequest) -> Any:
         from vllm.sampling_params import RequestOutputKind, SamplingParams

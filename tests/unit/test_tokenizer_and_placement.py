@@ -64,3 +64,19 @@ def test_dtype_resolution() -> None:
     assert resolve_dtype("bfloat16", "cpu") == "bfloat16"
     assert resolve_dtype("auto", "gpu") == "auto"
     assert resolve_dtype("auto", "cpu") in ("float32", "auto")
+
+
+def test_engine_children_get_the_configured_niceness() -> None:
+    import subprocess
+
+    import psutil
+
+    from engines.vllm_engine import set_child_niceness
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        set_child_niceness(7)  # raising niceness needs no privilege, so this holds everywhere
+        assert psutil.Process(child.pid).nice() == 7
+    finally:
+        child.kill()
+        child.wait()
