@@ -34,7 +34,7 @@ class HttpConfig(StrictModel):
     # Ceiling on how long the ingress waits for one engine request before answering 504.
     request_timeout_s: float = Field(default=600.0, gt=0, le=86_400)
     # Concurrent requests one ingress replica accepts. Ray Serve's default (5) queued requests in the
-    # proxy and halved throughput at concurrency 8 (measured: 0.54x raw vLLM); engines bound the real work.
+    # proxy and halved throughput at concurrency 8 (measured: 0.52x raw vLLM); engines bound the real work.
     ingress_max_ongoing_requests: int = Field(default=1024, ge=1, le=100_000)
 
 

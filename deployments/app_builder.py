@@ -32,15 +32,12 @@ def _llm_deployment(model: LLMModelConfig, model_path: Path) -> Application:
         "health_check_timeout_s": REPLICA_STARTUP_HEALTH_TIMEOUT_S,
         "graceful_shutdown_timeout_s": 30.0,
     }
+    # The replica actor itself takes bundle 0 (Serve's convention); more bundles reserve engine workers.
+    replica_bundle = resources.bundles[0]
+    options["ray_actor_options"] = {"num_cpus": replica_bundle["CPU"], "num_gpus": replica_bundle.get("GPU", 0.0)}
     if len(resources.bundles) > 1:
         options["placement_group_bundles"] = resources.bundles
         options["placement_group_strategy"] = resources.strategy
-        options["ray_actor_options"] = {"num_cpus": resources.bundles[0]["CPU"],
-                                        **({"num_gpus": resources.bundles[0]["GPU"]}
-                                           if "GPU" in resources.bundles[0] else {})}
-    else:
-        bundle = resources.bundles[0]
-        options["ray_actor_options"] = {"num_cpus": bundle["CPU"], "num_gpus": bundle.get("GPU", 0.0)}
     return serve.deployment(LLMReplica).options(**options).bind(model, str(model_path))
 
 
