@@ -2,7 +2,7 @@
 
 Pure logic (no Ray): the Serve adapter feeds it candidates with their load, and it answers with the
 chosen replica and the numbers behind the choice, so every decision can be logged and counted.
-Blocks routed to a replica are marked there at once (`PendingBlocks`, expiring unless an engine event
+Blocks routed to a replica are marked there at once (`RoutedBlocks`, expiring unless an engine event
 confirms them) so a burst of requests sharing a new prefix lands together before any event arrives.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -38,44 +39,55 @@ class NoReplicaAvailable(RuntimeError):
     """Every candidate is full, draining or unhealthy."""
 
 
-class PendingBlocks:
-    """Blocks the router has just sent to a replica, counted as cached there until `ttl_s` passes."""
+class RoutedBlocks:
+    """The router's own memory of which prompt blocks it sent where, LRU-bounded and aged.
 
-    def __init__(self, ttl_s: float, clock: Clock = time.monotonic) -> None:
+    Two uses, one mechanism: with KV events it bridges the gap until the engine's `BlockStored` arrives
+    (short `ttl_s`), so a burst with a new shared prefix lands together; without events (approximate mode)
+    it is the only source of `cached`, with `ttl_s` near the engine's cache lifetime and
+    `capacity_blocks` near its KV capacity, so stale guesses age out instead of attracting traffic.
+    """
+
+    def __init__(self, ttl_s: float, capacity_blocks: int, clock: Clock = time.monotonic) -> None:
         self._ttl_s = ttl_s
+        self._capacity_blocks = capacity_blocks
         self._clock = clock
-        self._expiry: dict[tuple[ReplicaId, int], float] = {}
+        self._expiry: dict[ReplicaId, OrderedDict[int, float]] = {}
 
     def mark(self, replica: ReplicaId, keys: list[int]) -> None:
+        blocks = self._expiry.setdefault(replica, OrderedDict())
         deadline = self._clock() + self._ttl_s
         for key in keys:
-            self._expiry[(replica, key)] = deadline
+            blocks[key] = deadline
+            blocks.move_to_end(key)
+        while len(blocks) > self._capacity_blocks:
+            blocks.popitem(last=False)  # least recently routed goes first, as in the engine's LRU
 
     def leading_blocks(self, replica: ReplicaId, keys: list[int]) -> int:
+        blocks = self._expiry.get(replica)
+        if not blocks:
+            return 0
         now = self._clock()
         count = 0
         for key in keys:
-            deadline = self._expiry.get((replica, key))
+            deadline = blocks.get(key)
             if deadline is None or deadline < now:
                 break
             count += 1
         return count
 
     def forget_replica(self, replica: ReplicaId) -> None:
-        for item in [k for k in self._expiry if k[0] == replica]:
-            del self._expiry[item]
+        self._expiry.pop(replica, None)
 
-    def prune(self) -> None:
-        now = self._clock()
-        for item in [k for k, deadline in self._expiry.items() if deadline < now]:
-            del self._expiry[item]
+    def size(self, replica: ReplicaId) -> int:
+        return len(self._expiry.get(replica, ()))
 
 
 class KVAwarePolicy:
-    def __init__(self, index: PrefixIndex, pending: PendingBlocks, uncached_block_weight: float = 1.0,
+    def __init__(self, index: PrefixIndex, routed: RoutedBlocks, uncached_block_weight: float = 1.0,
                  rng: random.Random | None = None) -> None:
         self._index = index
-        self._pending = pending
+        self._routed = routed
         self._weight = uncached_block_weight
         self._rng = rng or random.Random()
 
@@ -88,10 +100,10 @@ class KVAwarePolicy:
         costs: dict[ReplicaId, float] = {}
         matched: dict[ReplicaId, int] = {}
         for candidate in live:
-            cached = max(indexed[candidate.replica], self._pending.leading_blocks(candidate.replica, prompt_keys))
+            cached = max(indexed[candidate.replica], self._routed.leading_blocks(candidate.replica, prompt_keys))
             matched[candidate.replica] = cached
             costs[candidate.replica] = self._weight * (blocks - cached) + candidate.load_blocks
         best = min(costs.values())
         chosen = self._rng.choice(sorted(r for r, cost in costs.items() if cost == best))
-        self._pending.mark(chosen, prompt_keys)
+        self._routed.mark(chosen, prompt_keys)
         return Decision(replica=chosen, matched_blocks=matched[chosen], prompt_blocks=blocks, costs=costs)

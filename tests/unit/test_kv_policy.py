@@ -5,7 +5,7 @@ import random
 import pytest
 
 from engines.types import KVBlockStored, KVEventBatch
-from router.kv_policy import Candidate, KVAwarePolicy, NoReplicaAvailable, PendingBlocks
+from router.kv_policy import Candidate, KVAwarePolicy, NoReplicaAvailable, RoutedBlocks
 from router.prefix_index import PrefixIndex
 
 BS = 4
@@ -22,8 +22,8 @@ class FakeClock:
 
 def _policy(clock: FakeClock | None = None, seed: int = 0) -> tuple[KVAwarePolicy, PrefixIndex]:
     index = PrefixIndex(BS)
-    pending = PendingBlocks(ttl_s=5.0, clock=clock or FakeClock())
-    return KVAwarePolicy(index, pending, uncached_block_weight=1.0, rng=random.Random(seed)), index
+    routed = RoutedBlocks(ttl_s=5.0, capacity_blocks=1000, clock=clock or FakeClock())
+    return KVAwarePolicy(index, routed, uncached_block_weight=1.0, rng=random.Random(seed)), index
 
 
 def _cache(index: PrefixIndex, replica: str, tokens: list[int]) -> None:
@@ -77,3 +77,19 @@ def test_burst_with_new_prefix_lands_together_then_pending_expires() -> None:
     clock.now = 10.0  # past the TTL with no confirming event: the mark no longer attracts requests
     other = "a" if first == "b" else "b"
     assert policy.choose(keys, [Candidate(first, 3), Candidate(other, 0)]).replica == other
+
+
+def test_approximate_mode_uses_routing_history_with_capacity_and_aging() -> None:
+    clock = FakeClock()
+    routed = RoutedBlocks(ttl_s=60.0, capacity_blocks=10, clock=clock)
+    policy = KVAwarePolicy(PrefixIndex(BS), routed, rng=random.Random(0))  # no events ever arrive
+    keys = PrefixIndex(BS).prompt_keys(PROMPT)
+    first = policy.choose(keys, [Candidate("a", 0), Candidate("b", 0)]).replica
+    clock.now = 30.0
+    assert policy.choose(keys, [Candidate("a", 1), Candidate("b", 1)]).replica == first
+    other_prompt = PrefixIndex(BS).prompt_keys(list(range(500, 532)))
+    routed.mark(first, other_prompt)  # 8 more blocks: capacity 10 evicts the oldest 6 of PROMPT's
+    assert routed.size(first) == 10 and routed.leading_blocks(first, keys) == 0
+    routed.mark(first, keys)
+    clock.now = 200.0  # aged out
+    assert routed.leading_blocks(first, keys) == 0
