@@ -59,7 +59,7 @@ def _connect(address: str, namespace: str, joined: bool) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from cluster.ray_control import ClusterState, start_local_head
+    from cluster.ray_control import ClusterState, local_head_is_running, start_local_head
     from cluster.serve_control import deploy, prepare_models, wait_until_answering
 
     config = _load_or_exit(args.config)
@@ -69,7 +69,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     started_head = False
     if address is None:
         previous = ClusterState.load()
-        if _head_is_running():
+        if local_head_is_running():
             address = "auto"
             started_head = bool(previous and previous.started_head)
             print("[warmserve] a local Ray head is already running: deploying onto it", flush=True)
@@ -86,12 +86,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"[warmserve] {config.models[0].name} answered: {answer!r}")
     print(f"[warmserve] up: OpenAI base URL {base_url}/v1   (stop with: ./warmserve down)")
     return 0
-
-
-def _head_is_running() -> bool:
-    from cluster.ray_control import _ray_cli
-
-    return subprocess.run([_ray_cli(), "status"], capture_output=True).returncode == 0
 
 
 def cmd_down(_: argparse.Namespace) -> int:

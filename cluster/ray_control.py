@@ -67,5 +67,9 @@ def start_local_head(ray: RayConfig) -> str:
     return "auto"
 
 
+def local_head_is_running() -> bool:
+    return subprocess.run([_ray_cli(), "status"], capture_output=True).returncode == 0
+
+
 def stop_local_head() -> None:
     subprocess.run([_ray_cli(), "stop", "--force"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
