@@ -52,7 +52,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def _connect(address: str, namespace: str, joined: bool) -> None:
     import ray
 
-
     # Joining a cluster we did not start: ship the code; a local head already has it on PYTHONPATH.
     runtime_env = {"working_dir": str(REPO_ROOT), "excludes": [".git", "reports"]} if joined else None
     ray.init(address=address, namespace=namespace, runtime_env=runtime_env, log_to_driver=False)
@@ -109,14 +108,11 @@ def cmd_down(_: argparse.Namespace) -> int:
     return 0
 
 
-def _name(status: object) -> str:
-    return str(getattr(status, "value", status))
-
-
 def cmd_status(_: argparse.Namespace) -> int:
     from ray import serve
 
     from cluster.ray_control import ClusterState
+    from cluster.serve_control import replica_counts, status_name
 
     state = ClusterState.load()
     if state is None:
@@ -127,10 +123,9 @@ def cmd_status(_: argparse.Namespace) -> int:
     print(f"endpoint: {state.http_url}/v1   ray: {state.address}")
     print(f"{'application/deployment':40} {'status':14} replicas")
     for app_name, app in status.applications.items():
-        print(f"{app_name:40} {_name(app.status):14}")
+        print(f"{app_name:40} {status_name(app.status):14}")
         for name, deployment in app.deployments.items():
-            replicas = ", ".join(f"{n} {_name(s)}" for s, n in deployment.replica_states.items()) or "-"
-            print(f"  {name:38} {_name(deployment.status):14} {replicas}")
+            print(f"  {name:38} {status_name(deployment.status):14} {replica_counts(deployment) or '-'}")
     return 0
 
 

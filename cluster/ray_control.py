@@ -72,4 +72,5 @@ def local_head_is_running() -> bool:
 
 
 def stop_local_head() -> None:
-    subprocess.run([_ray_cli(), "stop", "--force"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([_ray_cli(), "stop", "--force"], check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

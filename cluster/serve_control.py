@@ -8,9 +8,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from configs.schema import ClusterConfig
 from engines.model_store.store import ModelStore
+
+if TYPE_CHECKING:
+    from ray.serve.schema import DeploymentStatusOverview
 
 POLL_INTERVAL_S = 3.0
 # A RUNNING app whose URL keeps refusing is served elsewhere: fail in ~30 s instead of waiting it out.
@@ -43,15 +47,18 @@ def _replica_summary(app_name: str) -> str:
     app = serve.status().applications.get(app_name)
     if app is None:
         return "application not deployed yet"
-    parts = []
-    for name, deployment in app.deployments.items():
-        counts = ", ".join(f"{n} {_name(state)}" for state, n in deployment.replica_states.items())
-        parts.append(f"{name}: {counts or _name(deployment.status)}")
-    return f"{_name(app.status)}; " + "; ".join(parts)
+    parts = [f"{name}: {replica_counts(d) or status_name(d.status)}" for name, d in app.deployments.items()]
+    return f"{status_name(app.status)}; " + "; ".join(parts)
 
 
-def _name(status: object) -> str:
+def status_name(status: object) -> str:
+    """Serve's status enums print as `ApplicationStatus.RUNNING`; people want `RUNNING`."""
     return str(getattr(status, "value", status))
+
+
+def replica_counts(deployment: DeploymentStatusOverview) -> str:
+    """`2 RUNNING, 1 STARTING` for one deployment of `serve.status()`."""
+    return ", ".join(f"{count} {status_name(state)}" for state, count in deployment.replica_states.items())
 
 
 def _post_json(url: str, payload: dict[str, object], timeout_s: float) -> dict[str, object]:
@@ -72,7 +79,7 @@ def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, ti
     refused_while_running = 0
     while True:
         app = serve.status().applications.get(app_name)
-        status = _name(app.status) if app is not None else "NOT_STARTED"
+        status = status_name(app.status) if app is not None else "NOT_STARTED"
         if status == "DEPLOY_FAILED":
             raise RuntimeError(f"deployment failed: {app.message}")
         if status == "RUNNING":  # replicas healthy: now prove the model answers end to end

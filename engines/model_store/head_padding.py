@@ -11,9 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
-
-
 def padded_head_counts(num_heads: int, num_kv_heads: int, multiple: int) -> tuple[int, int]:
     """Smallest (query heads, KV heads), adding whole groups, with KV heads a multiple of `multiple`."""
     group = num_heads // num_kv_heads
