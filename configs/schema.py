@@ -103,6 +103,29 @@ class RequestLimits(StrictModel):
     max_stop_length_chars: int = Field(default=128, ge=1, le=4096)
 
 
+class RouterConfig(StrictModel):
+    """How the ingress picks an LLM replica for each request (router/, DESIGN.md "The router").
+
+    `kv_aware`: cost = uncached_block_weight x uncached prompt blocks + load blocks, from the engines' KV
+    events (or routing history alone when `engine.kv_events` is off); `pow2`: Ray Serve's default
+    power-of-two-choices router; `round_robin`: in turn, for comparisons.
+    """
+
+    policy: Literal["kv_aware", "pow2", "round_robin"] = "kv_aware"
+    # 2: an uncached block costs its prefill now *and* the KV footprint it adds to the replica's load
+    # (which counts in-flight requests' uncached + decode blocks), so the cost compares like with like and
+    # a burst sharing a new prefix stays together until the holder's queue outweighs recomputing it.
+    uncached_block_weight: float = Field(default=2.0, ge=0, le=1000)
+    # How long a routed-but-unconfirmed prefix is assumed cached on its replica. With KV events this
+    # only bridges the gap until the engine's BlockStored arrives; without them it is the cache lifetime.
+    routed_blocks_ttl_s: float = Field(default=5.0, gt=0, le=86_400)
+    approximate_ttl_s: float = Field(default=120.0, gt=0, le=86_400)
+    # Blocks per replica the router's own routing memory keeps (LRU), near an engine's KV capacity.
+    routed_blocks_capacity: int = Field(default=16_384, ge=1, le=100_000_000)
+    # How often replicas report load and their KV event endpoint to routers (Serve's routing stats).
+    stats_period_s: float = Field(default=1.0, gt=0, le=600)
+
+
 class LLMModelConfig(StrictModel):
     """One served LLM: which weights, how many replicas, and how each replica runs its engine."""
 
@@ -113,6 +136,7 @@ class LLMModelConfig(StrictModel):
     engine: EngineConfig = EngineConfig()
     placement: PlacementConfig = PlacementConfig()
     limits: RequestLimits = RequestLimits()
+    router: RouterConfig = RouterConfig()
     # Logical CPUs the Serve replica actor itself reserves (its engine workers reserve their own).
     replica_num_cpus: float = Field(default=1.0, ge=0, le=256)
     max_ongoing_requests: int = Field(default=64, ge=1, le=100_000)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import RequestRouterConfig
 
 from configs.schema import ClusterConfig, LLMModelConfig
 from deployments.ingress import Ingress
@@ -22,6 +23,29 @@ def llm_deployment_name(model_name: str) -> str:
     return "llm-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in model_name)
 
 
+def request_router_config(model: LLMModelConfig) -> RequestRouterConfig:
+    """The Serve request router for the model's `router.policy` (pow2 is Serve's own default router)."""
+    from router.serve_adapter import KVAwareRequestRouter, RoundRobinRequestRouter
+
+    cfg = model.router
+    common: dict[str, object] = {"request_routing_stats_period_s": cfg.stats_period_s,
+                                 "request_routing_stats_timeout_s": max(5.0, 5 * cfg.stats_period_s)}
+    if cfg.policy == "pow2":
+        return RequestRouterConfig(**common)
+    if cfg.policy == "round_robin":
+        return RequestRouterConfig(request_router_class=RoundRobinRequestRouter, **common)
+    events = model.engine.kv_events
+    kwargs = {
+        "block_size": model.engine.block_size,
+        "uncached_block_weight": cfg.uncached_block_weight,
+        # Without engine events the routing memory is the only evidence, kept about a cache lifetime.
+        "routed_blocks_ttl_s": cfg.routed_blocks_ttl_s if events else cfg.approximate_ttl_s,
+        "routed_blocks_capacity": cfg.routed_blocks_capacity,
+        "use_kv_events": events,
+    }
+    return RequestRouterConfig(request_router_class=KVAwareRequestRouter, request_router_kwargs=kwargs, **common)
+
+
 def _llm_deployment(model: LLMModelConfig, model_path: Path) -> Application:
     resources = replica_resources(model)
     options: dict[str, object] = {
@@ -31,6 +55,7 @@ def _llm_deployment(model: LLMModelConfig, model_path: Path) -> Application:
         "health_check_period_s": 10.0,
         "health_check_timeout_s": REPLICA_STARTUP_HEALTH_TIMEOUT_S,
         "graceful_shutdown_timeout_s": 30.0,
+        "request_router_config": request_router_config(model),
     }
     # The replica actor itself takes bundle 0 (Serve's convention); more bundles reserve engine workers.
     replica_bundle = resources.bundles[0]

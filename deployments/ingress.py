@@ -23,6 +23,7 @@ from ray.serve.handle import DeploymentHandle
 
 from configs.schema import HttpConfig, LLMModelConfig
 from deployments.completion_stream import IndexedChunk, Usage, merged_streams
+from deployments.handle_calls import call_with_own_request_id
 from deployments.errors import APIError, bad_request, internal_error, model_not_found, service_unavailable
 from deployments.openai_framing import CHAT, COMPLETION, Framing
 from deployments.openai_protocol import (
@@ -185,6 +186,8 @@ class Ingress:
         first = await self._first_chunk(stream)
         created = int(time.time())
         headers = {"x-request-id": request_id}
+        if first.chunk.replica_id:  # which replica the router chose (choice 0 when n > 1)
+            headers["x-warmserve-replica"] = first.chunk.replica_id
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             events = self._sse(framing, request_id, created, body.model, body.n, first, stream, usage,
@@ -212,7 +215,7 @@ class Ingress:
         handle = served.handle.options(stream=True)
 
         async def start(request: GenerationRequest) -> AsyncIterator[OutputChunk]:
-            response = handle.generate.remote(request)
+            response = call_with_own_request_id(handle.generate, request)
             finished = False
             try:
                 async for chunk in response:

@@ -47,6 +47,9 @@ class OutputChunk:
     num_cached_prompt_tokens: int | None = None
     # Set when the engine stopped on a stop string: the string is not part of `text`.
     stop_reason: str | int | None = None
+    # The Serve replica that produced the chunk (set on the first chunk by the replica, not the engine):
+    # lets the ingress report it in a response header, so routing can be observed from outside.
+    replica_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -84,15 +84,18 @@ class VLLMEngine:
     """One vLLM `AsyncLLM` with prefix caching and (optionally) KV events published over ZMQ."""
 
     def __init__(self, model_path: Path, engine: EngineConfig, placement: PlacementConfig,
-                 kv_events_port: int | None) -> None:
+                 kv_events_port: int | None, kv_events_host: str = "127.0.0.1") -> None:
         self._model_path = model_path
         self._config = engine
         self._placement = placement
         self.block_size = engine.block_size
         self.max_model_len = engine.max_model_len
-        self._kv_events_endpoint = (
-            f"tcp://127.0.0.1:{kv_events_port}" if engine.kv_events and kv_events_port else None
-        )
+        publish = engine.kv_events and kv_events_port is not None
+        # vLLM's publisher binds only endpoints with a wildcard host (it *connects* to any other, and a
+        # connecting PUB never reaches our connecting SUBs), so it binds `*` and routers are told the
+        # replica's node address.
+        self._kv_events_bind = f"tcp://*:{kv_events_port}" if publish else None
+        self._kv_events_endpoint = f"tcp://{kv_events_host}:{kv_events_port}" if publish else None
         self._snapshot = _SchedulerSnapshot()
         self._llm: Any = None
 
@@ -103,9 +106,9 @@ class VLLMEngine:
         cfg = self._config
         on_cpu = self._placement.device == "cpu"
         kv_events = None
-        if self._kv_events_endpoint:
+        if self._kv_events_bind:
             kv_events = KVEventsConfig(enable_kv_cache_events=True, publisher="zmq",
-                                       endpoint=self._kv_events_endpoint)
+                                       endpoint=self._kv_events_bind)
         return AsyncEngineArgs(
             model=str(self._model_path),
             tokenizer=str(self._model_path),

@@ -1,0 +1,42 @@
+"""What an LLM replica tells the routers about itself, through Ray Serve's routing stats.
+
+Serve carries routing stats as a plain dict (replica -> controller -> every router), so this is the one
+place that knows its keys: the replica writes it with `to_dict`, routers read it with `from_dict`, which
+tolerates a missing or partial dict (a replica that has not reported yet) instead of failing a request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(slots=True, frozen=True)
+class ReplicaRoutingStats:
+    num_running: int = 0
+    num_waiting: int = 0
+    kv_cache_usage: float = 0.0  # 0..1
+    kv_events_endpoint: str | None = None  # tcp://host:port of the engine's KV event publisher
+    block_size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> ReplicaRoutingStats:
+        if not raw:
+            return cls()
+        endpoint = raw.get("kv_events_endpoint")
+        block_size = raw.get("block_size")
+        return cls(
+            num_running=int(raw.get("num_running", 0) or 0),
+            num_waiting=int(raw.get("num_waiting", 0) or 0),
+            kv_cache_usage=float(raw.get("kv_cache_usage", 0.0) or 0.0),
+            kv_events_endpoint=endpoint if isinstance(endpoint, str) else None,
+            block_size=int(block_size) if isinstance(block_size, int) else None,
+        )
+
+    @property
+    def is_full(self) -> bool:
+        """The engine has no KV cache left: new work would only queue behind preemptions."""
+        return self.kv_cache_usage >= 0.99 and self.num_waiting > 0

@@ -1,0 +1,223 @@
+"""Ray Serve request routers for the LLM deployment: the KV-aware router and a round-robin baseline.
+
+The only router module that imports Ray. Serve runs one router per DeploymentHandle (here: in the
+ingress replica, on the handle's event loop) and calls `choose_replicas` for each pending request; the
+request's first argument is our `GenerationRequest`, so the prompt's token ids are hashed right here.
+Replica load and KV event endpoints arrive as Serve routing stats (`LLMReplica.record_routing_stats`);
+KV events arrive on the subscriber's thread and are applied on the router's loop, so the index has one
+owner. Every decision is logged at debug level and counted in Ray metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
+from ray.util import metrics
+
+from engines.types import GenerationRequest, KVEventBatch
+from router.kv_event_subscriber import KVEventSubscriber
+from router.kv_policy import Candidate, Decision, KVAwarePolicy, NoReplicaAvailable, RoutedBlocks
+from router.load_tracker import ReplicaLoadTracker
+from router.prefix_index import PrefixIndex
+from router.replica_stats import ReplicaRoutingStats
+
+logger = logging.getLogger("warmserve.router")
+# Decisions remembered between `choose_replicas` and completion; requests cancelled before being routed
+# never complete, so the map is bounded and the oldest entries go first.
+MAX_TRACKED_REQUESTS = 100_000
+
+
+@dataclass(slots=True)
+class _Routing:
+    keys: list[int]
+    max_tokens: int
+    decision: Decision | None = None
+
+
+class _DecisionMetrics:
+    """Ray metrics for routing decisions (exported by every Ray node's metrics agent)."""
+
+    def __init__(self, deployment: str, policy: str) -> None:
+        tags = {"deployment": deployment, "policy": policy}
+        self.decisions = metrics.Counter("warmserve_router_decisions", "Routing decisions made",
+                                         tag_keys=("deployment", "policy", "outcome"))
+        self.decisions.set_default_tags(tags)
+        self.matched_ratio = metrics.Histogram(
+            "warmserve_router_matched_prefix_ratio", "Share of the prompt's blocks cached on the chosen replica",
+            boundaries=[0.1, 0.25, 0.5, 0.75, 0.9, 0.99], tag_keys=("deployment", "policy"))
+        self.matched_ratio.set_default_tags(tags)
+        self.index_blocks = metrics.Gauge("warmserve_router_prefix_index_blocks",
+                                          "Distinct block keys in the router's prefix index",
+                                          tag_keys=("deployment", "policy"))
+        self.index_blocks.set_default_tags(tags)
+
+
+class KVAwareRequestRouter(RequestRouter):
+    """Cost = w x uncached prompt blocks + load; the cheapest accepting replica first, the rest by cost."""
+
+    def initialize_state(self, *, block_size: int, uncached_block_weight: float = 1.0,
+                         routed_blocks_ttl_s: float = 5.0, routed_blocks_capacity: int = 16_384,
+                         use_kv_events: bool = True, seed: int | None = None, **_: Any) -> None:
+        """Called by Serve with `request_router_kwargs` (built by the app builder from `RouterConfig`)."""
+        self._block_size = block_size
+        self._index = PrefixIndex(block_size)
+        self._routed = RoutedBlocks(ttl_s=routed_blocks_ttl_s, capacity_blocks=routed_blocks_capacity)
+        self._policy = KVAwarePolicy(self._index, self._routed, uncached_block_weight=uncached_block_weight,
+                                     rng=random.Random(seed))
+        self._load = ReplicaLoadTracker(block_size)
+        self._requests: OrderedDict[str, _Routing] = OrderedDict()
+        self._use_kv_events = use_kv_events
+        self._subscriber: KVEventSubscriber | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._live_keys: set[str] = set()
+        self._metrics = _DecisionMetrics(self._deployment_id.name, "kv_aware")
+
+    # ---- replica set and stats -------------------------------------------------------------------
+
+    def update_replicas(self, replicas: list[RunningReplica]) -> None:
+        """Serve calls this on the router's loop when replicas or their routing stats change."""
+        previous = set(self._replicas)
+        super().update_replicas(replicas)
+        self._loop = self._event_loop  # Serve's router loop: KV events are applied there
+        self._live_keys = {r.replica_id.unique_id for r in replicas}
+        endpoints: dict[str, str] = {}
+        for replica in replicas:
+            replica_key = replica.replica_id.unique_id
+            stats = ReplicaRoutingStats.from_dict(replica.routing_stats)
+            self._load.observe_engine(replica_key, stats.num_running, stats.num_waiting)
+            if stats.block_size not in (None, self._block_size):
+                logger.warning("replica %s reports block size %s, router hashes %s: prefix matching is off "
+                               "for it", replica_key, stats.block_size, self._block_size)
+            elif stats.kv_events_endpoint and self._use_kv_events:
+                endpoints[replica_key] = stats.kv_events_endpoint
+        for gone in previous - set(self._replicas):
+            self._forget(gone.unique_id)
+        if self._use_kv_events:
+            self._ensure_subscriber().set_endpoints(endpoints)
+        self._metrics.index_blocks.set(self._index.size)
+
+    def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
+        super().on_replica_actor_died(replica_id)
+        self._live_keys.discard(replica_id.unique_id)
+        self._forget(replica_id.unique_id)
+        logger.warning("replica %s died: excluded from routing, its prefix index entries dropped",
+                       replica_id.unique_id)
+
+    def _forget(self, replica_key: str) -> None:
+        self._index.remove_replica(replica_key)
+        self._routed.forget_replica(replica_key)
+        self._load.forget_replica(replica_key)
+
+    def _ensure_subscriber(self) -> KVEventSubscriber:
+        if self._subscriber is None:
+            self._subscriber = KVEventSubscriber(self._on_batch_from_thread)
+            self._subscriber.start()
+        return self._subscriber
+
+    def _on_batch_from_thread(self, replica_key: str, batch: KVEventBatch) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._apply_batch, replica_key, batch)
+
+    def _apply_batch(self, replica_key: str, batch: KVEventBatch) -> None:
+        if replica_key in self._live_keys:  # late events of a removed replica: ignore
+            self._index.apply(replica_key, batch)
+
+    # ---- decisions --------------------------------------------------------------------------------
+
+    async def choose_replicas(self, candidate_replicas: list[RunningReplica],
+                              pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
+        # Every candidate is considered at once, so when all ranks fail the framework must back off
+        # rather than spin on the same choice.
+        if pending_request is not None:
+            pending_request.routing_context.should_backoff = True
+        routing = self._routing_for(pending_request)
+        if routing is None or not candidate_replicas:
+            return [candidate_replicas] if candidate_replicas else []
+        available = {r.replica_id for r in self.select_available_replicas(candidate_replicas)}
+        by_key = {r.replica_id.unique_id: r for r in candidate_replicas}
+        candidates = [
+            Candidate(key, self._load.load_blocks(key),
+                      accepting=r.replica_id in available and not ReplicaRoutingStats.from_dict(r.routing_stats).is_full)
+            for key, r in by_key.items()
+        ]
+        try:
+            decision = self._policy.choose(routing.keys, candidates)
+        except NoReplicaAvailable:
+            # Every queue looks full in the cached view: let Serve probe them all and take the shortest.
+            self._metrics.decisions.inc(tags={"outcome": "all_full"})
+            return [candidate_replicas]
+        routing.decision = decision
+        self._log_decision(pending_request, decision)
+        ranked = sorted(decision.costs, key=lambda key: (key != decision.replica, decision.costs[key]))
+        return [[by_key[key]] for key in ranked]
+
+    def _routing_for(self, pending_request: PendingRequest | None) -> _Routing | None:
+        """The request's block keys, hashed once even when Serve asks again after a backoff."""
+        if pending_request is None or not pending_request.args:
+            return None
+        request = pending_request.args[0]
+        if not isinstance(request, GenerationRequest):
+            return None  # e.g. a `stats` call: any replica will do
+        request_id = pending_request.metadata.internal_request_id
+        routing = self._requests.get(request_id)
+        if routing is None:
+            routing = _Routing(self._index.prompt_keys(request.prompt_token_ids), request.sampling.max_tokens)
+            self._requests[request_id] = routing
+            while len(self._requests) > MAX_TRACKED_REQUESTS:
+                self._requests.popitem(last=False)
+        return routing
+
+    def _log_decision(self, pending_request: PendingRequest | None, decision: Decision) -> None:
+        ratio = decision.matched_blocks / decision.prompt_blocks if decision.prompt_blocks else 0.0
+        self._metrics.decisions.inc(tags={"outcome": "routed"})
+        self._metrics.matched_ratio.observe(ratio)
+        if logger.isEnabledFor(logging.DEBUG):
+            request_id = pending_request.metadata.request_id if pending_request else "?"
+            logger.debug("route %s -> %s matched %d/%d blocks costs %s", request_id, decision.replica,
+                         decision.matched_blocks, decision.prompt_blocks,
+                         {k: round(v, 1) for k, v in decision.costs.items()})
+
+    def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
+        routing = self._requests.get(pending_request.metadata.internal_request_id)
+        if routing is None:
+            return
+        replica_key = replica_id.unique_id
+        decision = routing.decision
+        if decision is not None and decision.replica == replica_key:
+            matched = decision.matched_blocks  # counted before the policy marked the prefix as routed here
+        else:
+            # Serve fell back to a lower rank (the first choice's queue was full): the prefix lands here.
+            matched = max(self._index.matched_blocks(routing.keys, [replica_key])[replica_key],
+                          self._routed.leading_blocks(replica_key, routing.keys))
+            self._routed.mark(replica_key, routing.keys)
+        self._load.started(pending_request.metadata.internal_request_id, replica_key,
+                           len(routing.keys) - matched, routing.max_tokens)
+
+    def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
+        self._load.finished(internal_request_id)
+        self._requests.pop(internal_request_id, None)
+
+
+class RoundRobinRequestRouter(RequestRouter):
+    """Each request to the next replica in a fixed order: the simplest baseline for comparisons."""
+
+    def initialize_state(self, **_: Any) -> None:
+        self._next = 0
+
+    async def choose_replicas(self, candidate_replicas: list[RunningReplica],
+                              pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
+        if pending_request is not None:
+            pending_request.routing_context.should_backoff = True
+        if not candidate_replicas:
+            return []
+        ordered = sorted(candidate_replicas, key=lambda r: r.replica_id.unique_id)
+        start = self._next % len(ordered)
+        self._next += 1
+        return [[r] for r in ordered[start:] + ordered[:start]]
