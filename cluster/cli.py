@@ -1,4 +1,4 @@
-"""The `warmserve` command line: up, down, status, validate, prepare, test, bench.
+"""The `warmserve` command line: up, down, status, validate, prepare, test, bench, loadtest.
 
 Run through the `./warmserve` script in the repository root, which builds the virtual environment first,
 or as the `warmserve` console script of an installed package.
@@ -17,6 +17,7 @@ import yaml
 from configs.loader import ConfigError
 from configs.schema import ClusterConfig
 from cluster.config_check import load_checked_config
+from cluster.loadtest_cmd import cmd_loadtest
 from cluster.ray_control import use_token_auth
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +143,15 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.passthrough[:2] == ["router", "--live"]:
+        # Routers side by side on real vLLM replicas, over HTTP: a load test, so a subprocess like below.
+        command = [sys.executable, "-m", "loadtests.compare_routers", *args.passthrough[2:]]
+        return subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}).returncode
+    if args.passthrough[:1] == ["router"]:
+        # The simulated router comparison: pure Python, no cluster (docs/benchmarks.md, issue 4).
+        from cluster.bench_router import main as bench_router
+
+        return bench_router(args.passthrough[1:])
     # A subprocess, not an import: loadtests talk to the cluster over HTTP and sit outside the layering.
     command = [sys.executable, "-m", "loadtests.compare_raw_vllm", *args.passthrough]
     return subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}).returncode
@@ -164,16 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(func=cmd_prepare)
     test = sub.add_parser("test", help="run the test suite (unit, integration, e2e)")
     test.set_defaults(func=cmd_test)
-    bench = sub.add_parser("bench", help="benchmark warmserve against raw vLLM (docs/benchmarks.md)")
+    # add_help=False: `--help` goes on to the benchmark itself (`bench --help`, `bench router --help`).
+    bench = sub.add_parser("bench", add_help=False,
+                           help="benchmark warmserve against raw vLLM, or `bench router ...`: routing policies "
+                                "on a simulated cluster (docs/benchmarks.md)")
     bench.set_defaults(func=cmd_bench)
+    # add_help=False: `loadtest --help` shows the harness's own options (loadtests/run_loadtest.py).
+    loadtest = sub.add_parser("loadtest", add_help=False,
+                              help="Locust load test of an endpoint with a report: TTFT, ITL, goodput, plots")
+    loadtest.set_defaults(func=cmd_loadtest)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    # `test` and `bench` pass everything they do not know on (to pytest / the benchmark).
+    # `test`, `bench` and `loadtest` pass everything they do not know on (to pytest / the benchmark / Locust).
     args, passthrough = parser.parse_known_args(argv)
-    if passthrough and args.command not in ("test", "bench"):
+    if passthrough and args.command not in ("test", "bench", "loadtest"):
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     args.passthrough = passthrough
     # Before anything imports ray: Ray reads the auth mode once, at import.

@@ -108,22 +108,30 @@ class RouterConfig(StrictModel):
 
     `kv_aware`: cost = uncached_block_weight x uncached prompt blocks + load blocks, from the engines' KV
     events (or routing history alone when `engine.kv_events` is off); `pow2`: Ray Serve's default
-    power-of-two-choices router; `round_robin`: in turn, for comparisons.
+    power-of-two-choices router; `round_robin`: in turn; `ray_prefix_affinity`: Ray Serve LLM's
+    PrefixCacheAffinityRouter (the peer), for side-by-side benchmarks.
     """
 
-    policy: Literal["kv_aware", "pow2", "round_robin"] = "kv_aware"
-    # 2: an uncached block costs its prefill now *and* the KV footprint it adds to the replica's load
-    # (which counts in-flight requests' uncached + decode blocks), so the cost compares like with like and
-    # a burst sharing a new prefix stays together until the holder's queue outweighs recomputing it.
-    uncached_block_weight: float = Field(default=2.0, ge=0, le=1000)
+    policy: Literal["kv_aware", "pow2", "round_robin", "ray_prefix_affinity"] = "kv_aware"
+    # An uncached block costs its prefill now and as much again in capacity taken from later requests;
+    # 5 measured best across the simulator's workloads, 1-2 split shared prefixes needlessly
+    # (docs/benchmarks.md, "Router: simulated"). Loads are in prefill blocks (router/load_tracker.py).
+    uncached_block_weight: float = Field(default=5.0, ge=0, le=1000)
+    # Weight of a replica's recent share of requests in its load (prefill blocks per request), so a replica
+    # holding hot prefixes stops drawing new ones before its queue shows it. It scales with a decode step
+    # measured in prefill-block times: None = 6 on CPU, 30 on GPU (simulator calibration).
+    balance_blocks: float | None = Field(default=None, ge=0, le=10_000)
     # How long a routed-but-unconfirmed prefix is assumed cached on its replica. With KV events this
     # only bridges the gap until the engine's BlockStored arrives; without them it is the cache lifetime.
     routed_blocks_ttl_s: float = Field(default=5.0, gt=0, le=86_400)
     approximate_ttl_s: float = Field(default=120.0, gt=0, le=86_400)
     # Blocks per replica the router's own routing memory keeps (LRU), near an engine's KV capacity.
     routed_blocks_capacity: int = Field(default=16_384, ge=1, le=100_000_000)
-    # How often replicas report load and their KV event endpoint to routers (Serve's routing stats).
-    stats_period_s: float = Field(default=1.0, gt=0, le=600)
+    # How often replicas report load and their KV event endpoint to routers (Serve's routing stats). Each
+    # report is a controller RPC per replica plus a broadcast to every router, CPU the engines compete for
+    # on a small machine; a router's own in-flight count is exact anyway, so reports only add other
+    # routers' work and discover new replicas' event endpoints (routed-block memory bridges until then).
+    stats_period_s: float = Field(default=2.0, gt=0, le=600)
 
 
 class LLMModelConfig(StrictModel):

@@ -23,6 +23,11 @@ def llm_deployment_name(model_name: str) -> str:
     return "llm-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in model_name)
 
 
+# RouterConfig.balance_blocks when unset: the simulator's calibration for each device (docs/benchmarks.md).
+CPU_BALANCE_BLOCKS = 6.0
+GPU_BALANCE_BLOCKS = 30.0
+
+
 def request_router_config(model: LLMModelConfig) -> RequestRouterConfig:
     """The Serve request router for the model's `router.policy` (pow2 is Serve's own default router)."""
     from router.serve_adapter import KVAwareRequestRouter, RoundRobinRequestRouter
@@ -34,10 +39,18 @@ def request_router_config(model: LLMModelConfig) -> RequestRouterConfig:
         return RequestRouterConfig(**common)
     if cfg.policy == "round_robin":
         return RequestRouterConfig(request_router_class=RoundRobinRequestRouter, **common)
+    if cfg.policy == "ray_prefix_affinity":
+        # An import path, so the ingress imports Ray Serve LLM only when this baseline is chosen.
+        return RequestRouterConfig(request_router_class="deployments.ray_prefix_router.TokenPrefixCacheAffinityRouter",
+                                   **common)
     events = model.engine.kv_events
+    balance = cfg.balance_blocks
+    if balance is None:
+        balance = CPU_BALANCE_BLOCKS if model.placement.device == "cpu" else GPU_BALANCE_BLOCKS
     kwargs = {
         "block_size": model.engine.block_size,
         "uncached_block_weight": cfg.uncached_block_weight,
+        "balance_blocks": balance,
         # Without engine events the routing memory is the only evidence, kept about a cache lifetime.
         "routed_blocks_ttl_s": cfg.routed_blocks_ttl_s if events else cfg.approximate_ttl_s,
         "routed_blocks_capacity": cfg.routed_blocks_capacity,

@@ -38,6 +38,9 @@ class RequestResult:
     output_tokens: int
     ok: bool
     error: str = ""
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # the engine's own prefix-cache hit for this prompt (usage.prompt_tokens_details)
+    replica: str = ""  # x-warmserve-replica, where the server reports it
 
 
 @dataclass(slots=True)
@@ -58,27 +61,36 @@ async def _one(client: httpx.AsyncClient, url: str, model: str, messages: list[d
             "ignore_eos": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     ttft = None
-    tokens = 0
+    usage: dict = {}
     try:
         async with client.stream("POST", url, json=body) as response:
             if response.status_code != 200:
                 return RequestResult(0, 0, 0, False, f"HTTP {response.status_code}: {await response.aread()!r}")
+            replica = response.headers.get("x-warmserve-replica", "")
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 event = json.loads(line[6:])
                 if ttft is None and any(c.get("delta", {}).get("content") for c in event.get("choices", [])):
                     ttft = time.perf_counter() - start
-                if event.get("usage"):
-                    tokens = event["usage"]["completion_tokens"]
+                usage = event.get("usage") or usage
     except httpx.HTTPError as error:
         return RequestResult(0, 0, 0, False, repr(error))
-    return RequestResult(ttft or 0.0, time.perf_counter() - start, tokens, ttft is not None)
+    details = usage.get("prompt_tokens_details") or {}
+    return RequestResult(ttft or 0.0, time.perf_counter() - start, usage.get("completion_tokens", 0),
+                         ttft is not None, prompt_tokens=usage.get("prompt_tokens", 0),
+                         cached_tokens=details.get("cached_tokens") or 0, replica=replica)
 
 
 async def run_bench(base_url: str, model: str, requests: int, concurrency: int, max_tokens: int,
                     seed: int) -> RunSummary:
-    prompts = build_prompts(requests, seed)
+    results, duration = await run_prompts(base_url, model, build_prompts(requests, seed), concurrency, max_tokens)
+    return summarize(results, duration)
+
+
+async def run_prompts(base_url: str, model: str, prompts: list[list[dict[str, str]]], concurrency: int,
+                      max_tokens: int) -> tuple[list[RequestResult], float]:
+    """Send `prompts` in order over `concurrency` closed-loop workers; (per-request results, wall seconds)."""
     queue: asyncio.Queue[list[dict[str, str]]] = asyncio.Queue()
     for prompt in prompts:
         queue.put_nowait(prompt)
@@ -93,6 +105,10 @@ async def run_bench(base_url: str, model: str, requests: int, concurrency: int, 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         duration = time.perf_counter() - start
+    return results, duration
+
+
+def summarize(results: list[RequestResult], duration: float) -> RunSummary:
     good = [r for r in results if r.ok]
     ttfts = sorted(r.ttft_s * 1000 for r in good) or [0.0]
     tokens = sum(r.output_tokens for r in good)

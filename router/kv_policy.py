@@ -9,20 +9,28 @@ confirms them) so a burst of requests sharing a new prefix lands together before
 from __future__ import annotations
 
 import random
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from router.prefix_index import PrefixIndex, ReplicaId
+from router.routed_blocks import Clock, RoutedBlocks
 
-Clock = Callable[[], float]
+__all__ = ["Candidate", "Clock", "DEFAULT_UNCACHED_BLOCK_WEIGHT", "Decision", "KVAwarePolicy",
+           "NoReplicaAvailable", "RoutedBlocks"]
+
+# An uncached block costs its prefill now and as much again in capacity taken from later requests (and it
+# evicts cached blocks), so recomputing a prefix elsewhere must save several times its own blocks. Loads
+# are in prefill blocks (router.load_tracker); 5 measured best across the simulator's workloads, 1-2 split
+# shared prefixes needlessly (docs/benchmarks.md, "Router: simulated (issue 4)").
+DEFAULT_UNCACHED_BLOCK_WEIGHT = 5.0
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Candidate:
+    """One replica as the adapter sees it now. Not frozen: the adapter builds one per replica per
+    request, and a frozen dataclass costs three times as much to construct."""
+
     replica: ReplicaId
-    # Active work in blocks: the engine's running + queued, plus this router's own in-flight requests.
+    # Load in prefill blocks (router.load_tracker): pending prefill, requests in flight, recent share.
     load_blocks: float
     accepting: bool = True  # False when full, draining or unhealthy: never chosen
 
@@ -39,52 +47,11 @@ class NoReplicaAvailable(RuntimeError):
     """Every candidate is full, draining or unhealthy."""
 
 
-class RoutedBlocks:
-    """The router's own memory of which prompt blocks it sent where, LRU-bounded and aged.
-
-    Two uses, one mechanism: with KV events it bridges the gap until the engine's `BlockStored` arrives
-    (short `ttl_s`), so a burst with a new shared prefix lands together; without events (approximate mode)
-    it is the only source of `cached`, with `ttl_s` near the engine's cache lifetime and
-    `capacity_blocks` near its KV capacity, so stale guesses age out instead of attracting traffic.
-    """
-
-    def __init__(self, ttl_s: float, capacity_blocks: int, clock: Clock = time.monotonic) -> None:
-        self._ttl_s = ttl_s
-        self._capacity_blocks = capacity_blocks
-        self._clock = clock
-        self._expiry: dict[ReplicaId, OrderedDict[int, float]] = {}
-
-    def mark(self, replica: ReplicaId, keys: list[int]) -> None:
-        blocks = self._expiry.setdefault(replica, OrderedDict())
-        deadline = self._clock() + self._ttl_s
-        for key in keys:
-            blocks[key] = deadline
-            blocks.move_to_end(key)
-        while len(blocks) > self._capacity_blocks:
-            blocks.popitem(last=False)  # least recently routed goes first, as in the engine's LRU
-
-    def leading_blocks(self, replica: ReplicaId, keys: list[int]) -> int:
-        blocks = self._expiry.get(replica)
-        if not blocks:
-            return 0
-        now = self._clock()
-        count = 0
-        for key in keys:
-            deadline = blocks.get(key)
-            if deadline is None or deadline < now:
-                break
-            count += 1
-        return count
-
-    def forget_replica(self, replica: ReplicaId) -> None:
-        self._expiry.pop(replica, None)
-
-    def size(self, replica: ReplicaId) -> int:
-        return len(self._expiry.get(replica, ()))
-
-
 class KVAwarePolicy:
-    def __init__(self, index: PrefixIndex, routed: RoutedBlocks, uncached_block_weight: float = 1.0,
+    """Who calls: the Serve adapter and the simulator, once per request. uncached_block_weight >= 0."""
+
+    def __init__(self, index: PrefixIndex, routed: RoutedBlocks,
+                 uncached_block_weight: float = DEFAULT_UNCACHED_BLOCK_WEIGHT,
                  rng: random.Random | None = None) -> None:
         self._index = index
         self._routed = routed
@@ -96,14 +63,21 @@ class KVAwarePolicy:
         if not live:
             raise NoReplicaAvailable(f"none of {len(candidates)} replicas is accepting requests")
         indexed = self._index.matched_blocks(prompt_keys, [c.replica for c in live])
+        matched = dict(indexed)
+        self._routed.extend_matches(prompt_keys, matched)
         blocks = len(prompt_keys)
+        weight = self._weight
         costs: dict[ReplicaId, float] = {}
-        matched: dict[ReplicaId, int] = {}
+        best = float("inf")
+        ties: list[ReplicaId] = []
         for candidate in live:
-            cached = max(indexed[candidate.replica], self._routed.leading_blocks(candidate.replica, prompt_keys))
-            matched[candidate.replica] = cached
-            costs[candidate.replica] = self._weight * (blocks - cached) + candidate.load_blocks
-        best = min(costs.values())
-        chosen = self._rng.choice(sorted(r for r, cost in costs.items() if cost == best))
-        self._routed.mark(chosen, prompt_keys)
+            cost = weight * (blocks - matched[candidate.replica]) + candidate.load_blocks
+            costs[candidate.replica] = cost
+            if cost < best:
+                best, ties = cost, [candidate.replica]
+            elif cost == best:
+                ties.append(candidate.replica)
+        chosen = ties[0] if len(ties) == 1 else self._rng.choice(sorted(ties))
+        # Blocks the engine already confirmed need no mark; the rest bridge until its events arrive.
+        self._routed.mark(chosen, prompt_keys, start=indexed[chosen])
         return Decision(replica=chosen, matched_blocks=matched[chosen], prompt_blocks=blocks, costs=costs)

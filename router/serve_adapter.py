@@ -22,8 +22,15 @@ from ray.util import metrics
 
 from engines.types import GenerationRequest, KVEventBatch
 from router.kv_event_subscriber import KVEventSubscriber
-from router.kv_policy import Candidate, Decision, KVAwarePolicy, NoReplicaAvailable, RoutedBlocks
-from router.load_tracker import ReplicaLoadTracker
+from router.kv_policy import (
+    DEFAULT_UNCACHED_BLOCK_WEIGHT,
+    Candidate,
+    Decision,
+    KVAwarePolicy,
+    NoReplicaAvailable,
+    RoutedBlocks,
+)
+from router.load_tracker import DEFAULT_BALANCE_BLOCKS, ReplicaLoadTracker
 from router.prefix_index import PrefixIndex
 from router.replica_stats import ReplicaRoutingStats
 
@@ -61,16 +68,17 @@ class _DecisionMetrics:
 class KVAwareRequestRouter(RequestRouter):
     """Cost = w x uncached prompt blocks + load; the cheapest accepting replica first, the rest by cost."""
 
-    def initialize_state(self, *, block_size: int, uncached_block_weight: float = 1.0,
-                         routed_blocks_ttl_s: float = 5.0, routed_blocks_capacity: int = 16_384,
-                         use_kv_events: bool = True, seed: int | None = None, **_: Any) -> None:
+    def initialize_state(self, *, block_size: int, uncached_block_weight: float = DEFAULT_UNCACHED_BLOCK_WEIGHT,
+                         balance_blocks: float = DEFAULT_BALANCE_BLOCKS, routed_blocks_ttl_s: float = 5.0,
+                         routed_blocks_capacity: int = 16_384, use_kv_events: bool = True,
+                         seed: int | None = None, **_: Any) -> None:
         """Called by Serve with `request_router_kwargs` (built by the app builder from `RouterConfig`)."""
         self._block_size = block_size
         self._index = PrefixIndex(block_size)
         self._routed = RoutedBlocks(ttl_s=routed_blocks_ttl_s, capacity_blocks=routed_blocks_capacity)
         self._policy = KVAwarePolicy(self._index, self._routed, uncached_block_weight=uncached_block_weight,
                                      rng=random.Random(seed))
-        self._load = ReplicaLoadTracker(block_size)
+        self._load = ReplicaLoadTracker(block_size, balance_blocks=balance_blocks)
         self._requests: OrderedDict[str, _Routing] = OrderedDict()
         self._use_kv_events = use_kv_events
         self._subscriber: KVEventSubscriber | None = None
@@ -128,6 +136,7 @@ class KVAwareRequestRouter(RequestRouter):
     def _apply_batch(self, replica_key: str, batch: KVEventBatch) -> None:
         if replica_key in self._live_keys:  # late events of a removed replica: ignore
             self._index.apply(replica_key, batch)
+            self._load.observe_kv_events(replica_key, batch)  # stored blocks: that prefill is done
 
     # ---- decisions --------------------------------------------------------------------------------
 
@@ -194,8 +203,8 @@ class KVAwareRequestRouter(RequestRouter):
             matched = decision.matched_blocks  # counted before the policy marked the prefix as routed here
         else:
             # Serve fell back to a lower rank (the first choice's queue was full): the prefix lands here.
-            matched = max(self._index.matched_blocks(routing.keys, [replica_key])[replica_key],
-                          self._routed.leading_blocks(replica_key, routing.keys))
+            indexed = self._index.matched_blocks(routing.keys, [replica_key])[replica_key]
+            matched = indexed + self._routed.leading_blocks(replica_key, routing.keys, start=indexed)
             self._routed.mark(replica_key, routing.keys)
         self._load.started(pending_request.metadata.internal_request_id, replica_key,
                            len(routing.keys) - matched, routing.max_tokens)

@@ -38,7 +38,7 @@ def serve_instance() -> Iterator[None]:
     ray.shutdown()
 
 
-def deploy_profile(profile: str, app_name: str, route_prefix: str) -> DeployedApp:
+def deploy_profile(profile: str, app_name: str, route_prefix: str, router_policy: str | None = None) -> DeployedApp:
     from cluster.config_check import load_checked_config
     from cluster.serve_control import prepare_models
     from configs.schema import ClusterConfig
@@ -46,8 +46,11 @@ def deploy_profile(profile: str, app_name: str, route_prefix: str) -> DeployedAp
     from ray import serve
 
     loaded = load_checked_config(profile)
-    config = ClusterConfig.model_validate({**loaded.model_dump(), "http": {"host": "127.0.0.1",
-                                                                            "port": SERVE_PORT}})
+    raw = {**loaded.model_dump(), "http": {"host": "127.0.0.1", "port": SERVE_PORT}}
+    if router_policy is not None:
+        for model in raw["models"]:
+            model["router"]["policy"] = router_policy
+    config = ClusterConfig.model_validate(raw)
     paths = prepare_models(config)
     serve.run(build_app(config, paths), name=app_name, route_prefix=route_prefix, blocking=False)
     _wait_ready(app_name)
@@ -77,6 +80,14 @@ def fake_app(serve_instance: None) -> Iterator[DeployedApp]:
 
     yield deploy_profile("test-fake", "fake", "/fake")
     serve.delete("fake")
+
+
+@pytest.fixture(scope="session")
+def fake_app_round_robin(serve_instance: None) -> Iterator[DeployedApp]:
+    from ray import serve
+
+    yield deploy_profile("test-fake", "fake-rr", "/fake-rr", router_policy="round_robin")
+    serve.delete("fake-rr")
 
 
 @pytest.fixture(scope="session")

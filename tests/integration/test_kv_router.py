@@ -84,3 +84,12 @@ def test_a_burst_with_a_new_prefix_stays_together(client: openai.OpenAI, fake_ap
     assert counts.most_common(1)[0][1] >= 18, counts
     hits = sum(1 for _, _, cached in results if cached >= 64)
     assert hits >= 17, [cached for _, _, cached in results]
+
+
+def test_round_robin_policy_alternates_whatever_the_prefix(fake_app_round_robin: DeployedApp) -> None:
+    """`router.policy: round_robin` selects the baseline router: the same prompt visits both replicas."""
+    client = openai.OpenAI(base_url=fake_app_round_robin.base_url, api_key="unused", max_retries=0, timeout=60)
+    system = _system_prompt("roundrobin")
+    replicas = [_ask(client, fake_app_round_robin.model, system, "Same question?")[0] for _ in range(6)]
+    assert len(set(replicas)) == 2
+    assert all(a != b for a, b in zip(replicas, replicas[1:])), replicas

@@ -111,3 +111,13 @@ def test_path_that_is_not_a_model(tmp_path: Path) -> None:
     path.write_text(f"models:\n  - name: m\n    model: {tmp_path}\n")
     with pytest.raises(ConfigError, match="not a model directory"):
         load_checked_config(str(path))
+
+
+def test_router_defaults_and_errors_name_the_field() -> None:
+    assert parse_config(MINIMAL).models[0].router.policy == "kv_aware"
+    policy_issue = _issues(_model(router={"policy": "fastest"}))
+    assert len(policy_issue) == 1 and policy_issue[0].startswith("models.0.router.policy:")
+    assert "kv_aware" in policy_issue[0]
+    assert _issues(_model(router={"stats_period_s": 0}))[0].startswith("models.0.router.stats_period_s:")
+    assert _issues(_model(router={"uncached_block_weight": -1}))[0].startswith(
+        "models.0.router.uncached_block_weight:")

@@ -1,0 +1,141 @@
+"""Systems a comparison run starts, measures and stops, one at a time, on this machine.
+
+- `kv_aware`, `pow2`, `round_robin`, `ray_prefix_affinity`: warmserve with the `local` profile (2 SmolLM2
+  replicas) and only `router.policy` changed, started with `./warmserve up --config <variant>` and stopped
+  with `./warmserve down` (as loadtests/compare_routers.py does);
+- `raw_vllm`: raw vLLM's OpenAI server, one engine with the bench-1replica engine flags, started and stopped
+  the way loadtests/compare_raw_vllm.py does it.
+
+Talking to each target is HTTP only; starting one is a subprocess. Called by `loadtests.compare_targets`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from loadtests.locust_runner import REPO_ROOT
+
+WARMSERVE_POLICIES = ("kv_aware", "pow2", "round_robin", "ray_prefix_affinity")
+TARGETS = (*WARMSERVE_POLICIES, "raw_vllm")
+WARMSERVE_ROOT = "http://127.0.0.1:8000"
+LOCAL_PROFILE = REPO_ROOT / "configs" / "profiles" / "local.yaml"
+START_TIMEOUT_S = 600.0
+
+
+@dataclass(slots=True)
+class Target:
+    """`start()` returns the root URL once the target answers; `stop()` must work after a failed start."""
+
+    name: str
+    start: Callable[[], str]
+    stop: Callable[[], None]
+    description: str
+
+
+def parse_targets(text: str) -> list[str]:
+    """Comma-separated names from TARGETS, at least one, no repeats. Raises ValueError naming a bad one."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"--compare needs at least one target (from: {', '.join(TARGETS)})")
+    for name in names:
+        if name not in TARGETS:
+            raise ValueError(f"unknown target {name!r} (targets: {', '.join(TARGETS)})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--compare names a target twice: {text}")
+    return names
+
+
+def answers(root: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{root}/v1/models", timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def served_models(root: str) -> list[str]:
+    """The ids /v1/models lists. Raises OSError (with the reason) when the server does not answer."""
+    try:
+        with urllib.request.urlopen(f"{root}/v1/models", timeout=10) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise OSError(f"{root}/v1/models answered HTTP {error.code}") from None
+    except (urllib.error.URLError, TimeoutError, ValueError) as error:
+        raise OSError(f"cannot reach {root}/v1/models: {getattr(error, 'reason', error)}") from None
+    return [str(m.get("id")) for m in body.get("data", [])]
+
+
+def warm_up(root: str, model: str) -> None:
+    """One short request, so no measured request pays a cold path (first compile, first connection)."""
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Say hello."}],
+                       "max_tokens": 4, "temperature": 0}).encode()
+    request = urllib.request.Request(f"{root}/v1/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=300) as response:
+        response.read()
+
+
+def _warmserve_target(policy: str, work_dir: Path) -> Target:
+    warmserve = str(REPO_ROOT / "warmserve")
+
+    started: list[bool] = []
+
+    def start() -> str:
+        if answers(WARMSERVE_ROOT):
+            # Never measure, or later stop, a cluster this run did not start.
+            raise RuntimeError(f"something already serves {WARMSERVE_ROOT}; stop it (./warmserve down) first")
+        config = yaml.safe_load(LOCAL_PROFILE.read_text())
+        for model in config["models"]:
+            model.setdefault("router", {})["policy"] = policy
+        path = work_dir / f"warmserve-{policy}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        started.append(True)
+        subprocess.run([warmserve, "up", "--config", str(path)], check=True, cwd=REPO_ROOT)
+        return WARMSERVE_ROOT
+
+    def stop() -> None:
+        if started:
+            subprocess.run([warmserve, "down"], check=False, cwd=REPO_ROOT)
+            started.clear()
+
+    return Target(policy, start, stop, f"warmserve, local profile (2 replicas), router.policy {policy}")
+
+
+def _raw_vllm_target() -> Target:
+    # Imported here: it is the raw-vLLM harness's own way to start the server (same flags as its benchmark).
+    from loadtests import compare_raw_vllm as raw
+
+    process: list[subprocess.Popen[bytes]] = []
+
+    def start() -> str:
+        if answers(f"http://127.0.0.1:{raw.RAW_PORT}"):
+            raise RuntimeError(f"something already serves port {raw.RAW_PORT}; stop it first")
+        (REPO_ROOT / "reports").mkdir(exist_ok=True)
+        process.append(raw._start_raw_vllm())
+        root = f"http://127.0.0.1:{raw.RAW_PORT}"
+        raw._wait_for(f"{root}/v1/models", START_TIMEOUT_S)
+        return root
+
+    def stop() -> None:
+        for running in process:
+            running.terminate()
+            try:
+                running.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                running.kill()
+                running.wait()
+        process.clear()
+
+    return Target("raw_vllm", start, stop, "raw `vllm serve` (OpenAI server), 1 engine, bench-1replica flags")
+
+
+def build_targets(names: list[str], work_dir: Path) -> list[Target]:
+    return [_raw_vllm_target() if name == "raw_vllm" else _warmserve_target(name, work_dir) for name in names]
