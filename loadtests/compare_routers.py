@@ -22,13 +22,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
 from loadtests.chat_bench import RequestResult, run_prompts, summarize
 from loadtests.shared_prefix_workload import build_skewed_workload, build_workload
+from loadtests.targets import write_policy_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PROFILE = REPO_ROOT / "configs" / "profiles" / "local.yaml"
 BASE_URL = "http://127.0.0.1:8000/v1"
 
 
@@ -45,14 +43,6 @@ class PolicyRun:
     failures: int
 
 
-def _config_for(policy: str, path: Path) -> Path:
-    config = yaml.safe_load(PROFILE.read_text())
-    for model in config["models"]:
-        model.setdefault("router", {})["policy"] = policy
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def _score(policy: str, seed: int, results: list[RequestResult], duration_s: float) -> PolicyRun:
     summary = summarize(results, duration_s)
     good = [r for r in results if r.ok]
@@ -67,8 +57,8 @@ def _score(policy: str, seed: int, results: list[RequestResult], duration_s: flo
 
 def _measure(policy: str, args: argparse.Namespace, reports: Path) -> list[PolicyRun]:
     warmserve = str(REPO_ROOT / "warmserve")
-    subprocess.run([warmserve, "up", "--config", str(_config_for(policy, reports / f"router-{policy}.yaml"))],
-                   check=True)
+    config = write_policy_config(policy, reports / f"router-{policy}.yaml")
+    subprocess.run([warmserve, "up", "--config", str(config)], check=True)
     try:
         warm = [[{"role": "user", "content": "Say hello."}]] * 2
         asyncio.run(run_prompts(BASE_URL, args.model, warm, 2, 4))

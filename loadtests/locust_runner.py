@@ -148,9 +148,9 @@ def run_locust(job: LocustJob) -> LocustResult:
             time.sleep(0.5)
     finally:
         # The master first (SIGTERM lets Locust write its report), then the workers it told to quit.
-        _stop(processes[0], grace_s=0.0)
+        stop_process(processes[0], grace_s=0.0)
         for process in processes[1:]:
-            _stop(process, grace_s=15.0)
+            stop_process(process, grace_s=15.0)
         for log in logs:
             log.close()
     code = processes[0].returncode
@@ -159,17 +159,19 @@ def run_locust(job: LocustJob) -> LocustResult:
                         processes=label)
 
 
-def _stop(process: subprocess.Popen[bytes], grace_s: float) -> None:
-    """Wait `grace_s` for a clean exit, then terminate, then kill."""
+def stop_process(process: subprocess.Popen[bytes], grace_s: float, terminate_wait_s: float = 15) -> None:
+    """Wait `grace_s` for a clean exit, then terminate and wait `terminate_wait_s`, then kill."""
     if process.poll() is not None:
         return
+    if grace_s > 0:
+        try:
+            process.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    process.terminate()
     try:
-        process.wait(timeout=grace_s)
-        return
-    except subprocess.TimeoutExpired:
-        process.terminate()
-    try:
-        process.wait(timeout=15)
+        process.wait(timeout=terminate_wait_s)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

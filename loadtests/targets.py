@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from loadtests.locust_runner import REPO_ROOT
+from loadtests.locust_runner import REPO_ROOT, stop_process
 
 WARMSERVE_POLICIES = ("kv_aware", "pow2", "round_robin", "ray_prefix_affinity")
 TARGETS = (*WARMSERVE_POLICIES, "raw_vllm")
@@ -83,6 +83,15 @@ def warm_up(root: str, model: str) -> None:
         response.read()
 
 
+def write_policy_config(policy: str, path: Path) -> Path:
+    """The `local` profile with every model's `router.policy` set to `policy`, written to `path`."""
+    config = yaml.safe_load(LOCAL_PROFILE.read_text())
+    for model in config["models"]:
+        model.setdefault("router", {})["policy"] = policy
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 def _warmserve_target(policy: str, work_dir: Path) -> Target:
     warmserve = str(REPO_ROOT / "warmserve")
 
@@ -92,11 +101,7 @@ def _warmserve_target(policy: str, work_dir: Path) -> Target:
         if answers(WARMSERVE_ROOT):
             # Never measure, or later stop, a cluster this run did not start.
             raise RuntimeError(f"something already serves {WARMSERVE_ROOT}; stop it (./warmserve down) first")
-        config = yaml.safe_load(LOCAL_PROFILE.read_text())
-        for model in config["models"]:
-            model.setdefault("router", {})["policy"] = policy
-        path = work_dir / f"warmserve-{policy}.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path = write_policy_config(policy, work_dir / f"warmserve-{policy}.yaml")
         started.append(True)
         subprocess.run([warmserve, "up", "--config", str(path)], check=True, cwd=REPO_ROOT)
         return WARMSERVE_ROOT
@@ -126,12 +131,7 @@ def _raw_vllm_target() -> Target:
 
     def stop() -> None:
         for running in process:
-            running.terminate()
-            try:
-                running.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                running.kill()
-                running.wait()
+            stop_process(running, grace_s=0, terminate_wait_s=60)
         process.clear()
 
     return Target("raw_vllm", start, stop, "raw `vllm serve` (OpenAI server), 1 engine, bench-1replica flags")

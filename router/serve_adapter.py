@@ -65,6 +65,10 @@ class _DecisionMetrics:
         self.index_blocks.set_default_tags(tags)
 
 
+def _is_full(replica: RunningReplica) -> bool:
+    return ReplicaRoutingStats.from_dict(replica.routing_stats).is_full
+
+
 class KVAwareRequestRouter(RequestRouter):
     """Cost = w x uncached prompt blocks + load; the cheapest accepting replica first, the rest by cost."""
 
@@ -152,8 +156,7 @@ class KVAwareRequestRouter(RequestRouter):
         available = {r.replica_id for r in self.select_available_replicas(candidate_replicas)}
         by_key = {r.replica_id.unique_id: r for r in candidate_replicas}
         candidates = [
-            Candidate(key, self._load.load_blocks(key),
-                      accepting=r.replica_id in available and not ReplicaRoutingStats.from_dict(r.routing_stats).is_full)
+            Candidate(key, self._load.load_blocks(key), accepting=r.replica_id in available and not _is_full(r))
             for key, r in by_key.items()
         ]
         try:
