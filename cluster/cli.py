@@ -1,4 +1,4 @@
-"""The `warmserve` command line: up, down, status, validate, prepare, test, bench, loadtest.
+"""The `warmserve` command line: up, down, status, validate, prepare, preflight, test, bench, loadtest.
 
 Run through the `./warmserve` script in the repository root, which builds the virtual environment first,
 or as the `warmserve` console script of an installed package.
@@ -18,6 +18,7 @@ from configs.loader import ConfigError
 from configs.schema import ClusterConfig
 from cluster.config_check import load_checked_config
 from cluster.loadtest_cmd import cmd_loadtest
+from cluster.preflight_cmd import add_preflight_arguments, cmd_preflight
 from cluster.ray_control import use_token_auth
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,24 +62,38 @@ def _connect(address: str, namespace: str, joined: bool) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from cluster.ray_control import ClusterState, local_head_is_running, start_local_head
     from cluster.serve_control import deploy, prepare_models, wait_until_answering
+    from cluster.serve_environment import serve_environment
 
     config = _load_or_exit(args.config)
     model_paths = prepare_models(config)
+    # Serve reads these switches in every process that touches it, this driver included (it creates the
+    # deployment handles the ingress uses), before `ray.serve` is first imported.
+    os.environ.update(serve_environment(config.ray, config.http))
     address = args.address or config.ray.address
     base_url = f"http://{config.http.host}:{config.http.port}"
     started_head = False
+    if address is not None:
+        settings = " ".join(f"{k}={v}" for k, v in serve_environment(config.ray, config.http).items())
+        print(f"[warmserve] joining {address}: Serve runs with the environment its nodes were started with; "
+              f"this config expects {settings}", flush=True)
     if address is None:
         previous = ClusterState.load()
         if local_head_is_running():
             address = "auto"
             started_head = bool(previous and previous.started_head)
-            print("[warmserve] a local Ray head is already running: deploying onto it", flush=True)
+            print("[warmserve] a local Ray head is already running: deploying onto it (its Serve data plane "
+                  "and tuning stay as it was started)", flush=True)
         else:
-            address = start_local_head(config.ray)
+            address = start_local_head(config.ray, serve_environment(config.ray, config.http))
             started_head = True
     # Saved before anything else can fail, so `warmserve down` always finds what we started.
     ClusterState(address=address, started_head=started_head, http_url=base_url).save()
     _connect(address, config.ray.namespace, joined=not started_head)
+    from cluster.preflight import preflight_before_deploy  # checks only models whose replicas span nodes
+
+    if not args.skip_preflight and not preflight_before_deploy(config):
+        print("[warmserve] preflight failed: not deploying (see above; `up --skip-preflight` to force)")
+        return 1
     print(f"[warmserve] deploying {', '.join(m.name for m in config.models)} "
           f"({sum(m.num_replicas for m in config.models)} LLM replicas)", flush=True)
     deploy(config, model_paths, APP_NAME)
@@ -163,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start (or join) a Ray cluster and serve the configured models")
     up.add_argument("--config", default=DEFAULT_CONFIG, help="config file or shipped profile (default: local)")
     up.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local head")
+    up.add_argument("--skip-preflight", action="store_true", help="deploy without the multi-node link check")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
     sub.add_parser("status", help="show deployments, replicas and their health").set_defaults(func=cmd_status)
@@ -172,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = sub.add_parser("prepare", help="build the config's models into the model cache")
     prepare.add_argument("--config", default=DEFAULT_CONFIG)
     prepare.set_defaults(func=cmd_prepare)
+    preflight = sub.add_parser("preflight", help="check torch.distributed (NCCL/gloo) links of every replica's "
+                                                 "placement group: latency, bandwidth, failures by node pair")
+    add_preflight_arguments(preflight)
+    preflight.set_defaults(func=lambda args: cmd_preflight(args, _connect))
     test = sub.add_parser("test", help="run the test suite (unit, integration, e2e)")
     test.set_defaults(func=cmd_test)
     # add_help=False: `--help` goes on to the benchmark itself (`bench --help`, `bench router --help`).

@@ -52,9 +52,16 @@ def use_token_auth() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
-def start_local_head(ray: RayConfig) -> str:
-    """Start a head node (dashboard and job API on the configured host, loopback by default); returns
-    the address for `ray.init`."""
+def ensure_auth_token() -> None:
+    """`ray start --head` in token mode refuses to start without a token (only `ray.init` makes one), so a
+    fresh machine gets one first; it is kept in ~/.ray/auth_token and never printed."""
+    subprocess.run([_ray_cli(), "get-auth-token", "--generate"], check=True, stdout=subprocess.DEVNULL)
+
+
+def start_local_head(ray: RayConfig, serve_env: dict[str, str]) -> str:
+    """Start a head node (dashboard and job API on the configured host, loopback by default) whose
+    processes run with `serve_env` (cluster.serve_environment); returns the address for `ray.init`."""
+    ensure_auth_token()
     command = [
         _ray_cli(), "start", "--head",
         f"--num-cpus={ray.num_cpus}",
@@ -63,7 +70,7 @@ def start_local_head(ray: RayConfig) -> str:
         "--disable-usage-stats",
     ]
     print(f"[warmserve] starting Ray head: {' '.join(command[1:])}", flush=True)
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, env={**os.environ, **serve_env})
     return "auto"
 
 

@@ -26,11 +26,24 @@ class RayConfig(StrictModel):
     dashboard_host: str = Field(default="127.0.0.1", min_length=1)
     dashboard_port: int = Field(default=8265, ge=1024, le=65535)
     namespace: str = Field(default="warmserve", min_length=1, max_length=64)
+    # Ray Serve's throughput-optimized mode: user code and routers on the replica's own event loop (no
+    # cross-thread hop per message), handle calls over gRPC, GC frozen after start. It halved the CPU the
+    # ingress and the LLM replica spend per token on 2 cores (docs/benchmarks.md).
+    serve_throughput_optimized: bool = True
+    # How often Serve's controller runs its control loop. Ray's 0.1 s cost 3.5% of a core while idle here
+    # (0.5 s: half that), CPU the engine loses on a small machine. The loop reconciles deployment state
+    # (replica starts, scaling); routers drop a failed replica on the failed call, not on this loop.
+    serve_control_loop_interval_s: float = Field(default=0.5, gt=0, le=10)
 
 
 class HttpConfig(StrictModel):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8000, ge=1024, le=65535)
+    # Who holds the client's HTTP connection. "haproxy": Ray Serve's HAProxy data plane, which forwards
+    # straight to the ingress replicas' own HTTP servers (direct ingress), so no Python proxy actor and
+    # no Ray hop sit between the client and the ingress. "proxy": Serve's classic proxy actor.
+    # Applied when `warmserve up` starts the Ray head; a joined cluster keeps the mode its nodes run.
+    data_plane: Literal["haproxy", "proxy"] = "haproxy"
     # Ceiling on how long the ingress waits for one engine request before answering 504.
     request_timeout_s: float = Field(default=600.0, gt=0, le=86_400)
     # Concurrent requests one ingress replica accepts. Ray Serve's default (5) queued requests in the
@@ -39,13 +52,45 @@ class HttpConfig(StrictModel):
 
 
 class PlacementConfig(StrictModel):
-    """What hardware a replica may span: the shape TP x PP must fit into."""
+    """The hardware one model's replicas run on; checked against the engine's TP x PP shape at load.
+
+    GPU: `nodes` nodes with `gpus_per_node` GPUs each are available to this model's replicas. A replica
+    that fits on one node stays on one node; a larger one spans as few nodes as it can, each holding whole
+    TP groups, so tensor parallelism stays inside a node and only pipeline stages cross nodes.
+    CPU: each replica on one node, every engine worker on its own cores (vLLM runs only TP on CPU).
+    """
 
     device: Literal["cpu", "gpu"] = "cpu"
+    # Nodes this model's replicas may use (GPU); a replica spans as few of them as its shape allows.
     nodes: int = Field(default=1, ge=1, le=1024)
     gpus_per_node: int = Field(default=0, ge=0, le=64)
     # CPU cores one engine worker owns; on CPU each TP worker needs its own core (DESIGN.md).
     cpus_per_worker: float = Field(default=1.0, gt=0, le=256)
+
+    def replica_node_shares(self, tensor_parallel_size: int, pipeline_parallel_size: int) -> list[int]:
+        """GPUs (engine workers) one replica takes on each node it spans: full nodes first, then the rest.
+
+        Ray's PACK strategy fills nodes the same way, so with `gpus_per_node` a multiple of the TP size
+        every node holds whole TP groups. Called by the checks below, `engines.placement` (bundles and
+        strategy) and `cluster.placement_plan` (the layout a preflight expects). CPU: always one node.
+        """
+        workers = tensor_parallel_size * pipeline_parallel_size
+        if self.device == "cpu" or workers <= self.gpus_per_node or self.gpus_per_node == 0:
+            return [workers]
+        full, rest = divmod(workers, self.gpus_per_node)
+        return [self.gpus_per_node] * full + ([rest] if rest else [])
+
+    def nodes_for_replicas(self, tensor_parallel_size: int, pipeline_parallel_size: int, replicas: int) -> int:
+        """Nodes `replicas` replicas of this shape need on empty nodes: each replica's full nodes, plus its
+        partly used node shared with other replicas' partly used nodes where their GPUs fit together."""
+        shares = self.replica_node_shares(tensor_parallel_size, pipeline_parallel_size)
+        full = sum(1 for share in shares if share == self.gpus_per_node)
+        partial = [share for share in shares if share < self.gpus_per_node]
+        nodes = replicas * full
+        if partial:
+            per_node = max(1, self.gpus_per_node // partial[0])
+            nodes += -(-replicas // per_node)
+        return nodes
 
 
 class EngineConfig(StrictModel):
@@ -151,22 +196,37 @@ class LLMModelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _shape_fits_placement(self) -> LLMModelConfig:
-        workers = self.engine.tensor_parallel_size * self.engine.pipeline_parallel_size
+        tp, pp = self.engine.tensor_parallel_size, self.engine.pipeline_parallel_size
+        workers = tp * pp
         p = self.placement
         if p.device == "gpu":
             if p.gpus_per_node == 0:
                 raise ValueError(f"model {self.name!r}: placement.device='gpu' needs placement.gpus_per_node >= 1")
-            if self.engine.tensor_parallel_size > p.gpus_per_node:
+            if tp > p.gpus_per_node:
                 raise ValueError(
-                    f"model {self.name!r}: tensor_parallel_size={self.engine.tensor_parallel_size} exceeds "
+                    f"model {self.name!r}: tensor_parallel_size={tp} exceeds "
                     f"placement.gpus_per_node={p.gpus_per_node}; a TP group must share one node"
                 )
             capacity = p.gpus_per_node * p.nodes
             if workers > capacity:
                 raise ValueError(
                     f"model {self.name!r}: tensor_parallel_size x pipeline_parallel_size = "
-                    f"{self.engine.tensor_parallel_size} x {self.engine.pipeline_parallel_size} = {workers} GPUs, "
-                    f"but placement has {p.gpus_per_node} GPUs/node x {p.nodes} nodes = {capacity}"
+                    f"{tp} x {pp} = {workers} GPUs, but placement has {p.gpus_per_node} GPUs/node x "
+                    f"{p.nodes} nodes = {capacity}: short by {workers - capacity} GPUs"
+                )
+            if workers > p.gpus_per_node and p.gpus_per_node % tp:
+                raise ValueError(
+                    f"model {self.name!r}: a replica of {tp} x {pp} = {workers} GPUs spans nodes, so each node "
+                    f"must hold whole TP groups, but placement.gpus_per_node={p.gpus_per_node} is not a multiple "
+                    f"of tensor_parallel_size={tp} (Ray packs every GPU of a node, splitting a TP group)"
+                )
+            shares = p.replica_node_shares(tp, pp)
+            needed = p.nodes_for_replicas(tp, pp, self.num_replicas)
+            if needed > p.nodes:
+                raise ValueError(
+                    f"model {self.name!r}: num_replicas={self.num_replicas} replicas of {tp} x {pp} = {workers} "
+                    f"GPUs (each on {len(shares)} node(s), GPUs per node {shares}) need {needed} nodes of "
+                    f"{p.gpus_per_node} GPUs, but placement.nodes={p.nodes}: short by {needed - p.nodes} node(s)"
                 )
         else:
             if self.engine.pipeline_parallel_size != 1:

@@ -11,7 +11,7 @@ from ray.serve.config import RequestRouterConfig
 from configs.schema import ClusterConfig, LLMModelConfig
 from deployments.ingress import Ingress
 from deployments.llm_replica import LLMReplica
-from engines.placement import replica_resources
+from engines.placement import ReplicaResources, replica_resources
 
 APP_NAME = "warmserve"
 INGRESS_ROUTE = "/"
@@ -70,13 +70,25 @@ def _llm_deployment(model: LLMModelConfig, model_path: Path) -> Application:
         "graceful_shutdown_timeout_s": 30.0,
         "request_router_config": request_router_config(model),
     }
-    # The replica actor itself takes bundle 0 (Serve's convention); more bundles reserve engine workers.
-    replica_bundle = resources.bundles[0]
-    options["ray_actor_options"] = {"num_cpus": replica_bundle["CPU"], "num_gpus": replica_bundle.get("GPU", 0.0)}
-    if len(resources.bundles) > 1:
-        options["placement_group_bundles"] = resources.bundles
-        options["placement_group_strategy"] = resources.strategy
+    options.update(replica_placement_options(resources))
     return serve.deployment(LLMReplica).options(**options).bind(model, str(model_path))
+
+
+def replica_placement_options(resources: ReplicaResources) -> dict[str, object]:
+    """Serve deployment options that give each replica `resources` (engines.placement): the replica actor
+    takes `resources.actor` out of bundle 0 (Serve's convention), the other bundles reserve engine
+    workers. Called by `_llm_deployment`; the simulated multi-node tests deploy through it too."""
+    actor = dict(resources.actor)
+    actor_options: dict[str, object] = {"num_cpus": actor.pop("CPU", 0.0), "num_gpus": actor.pop("GPU", 0.0)}
+    if actor:
+        actor_options["resources"] = actor
+    options: dict[str, object] = {"ray_actor_options": actor_options}
+    # A single bundle needs no group: the actor's own resources hold it. Several bundles form one placement
+    # group per replica; vLLM's Ray executor finds it from inside the replica and fills its GPU bundles.
+    if len(resources.bundles) > 1:
+        options["placement_group_bundles"] = [dict(bundle) for bundle in resources.bundles]
+        options["placement_group_strategy"] = resources.strategy
+    return options
 
 
 def build_app(config: ClusterConfig, model_paths: dict[str, Path]) -> Application:

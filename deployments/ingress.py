@@ -87,9 +87,12 @@ async def _read_json(request: Request) -> object:
 
 
 def _is_replica_failure(error: BaseException) -> bool:
+    import grpc
     from ray.exceptions import RayActorError, RayTaskError
 
-    return isinstance(error, (RayActorError, RayTaskError, ConnectionError))
+    # Serve maps a replica that is gone to RayActorError on both transports; other gRPC statuses (handle
+    # calls travel over gRPC in throughput-optimized mode) are transport failures too, never a bad request.
+    return isinstance(error, (RayActorError, RayTaskError, ConnectionError, grpc.aio.AioRpcError))
 
 
 @serve.deployment(name="ingress")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from configs.schema import EngineConfig, PlacementConfig
+from engines.placement import executor_backend
 from engines.platform import resolve_dtype
 from engines.protocol import EngineDeadError
 from engines.types import EngineStats, GenerationRequest, OutputChunk
@@ -105,6 +106,8 @@ class VLLMEngine:
 
         cfg = self._config
         on_cpu = self._placement.device == "cpu"
+        # One worker ("uni"): None lets vLLM pick its in-process executor, as it always did here.
+        backend = executor_backend(cfg, self._placement)
         kv_events = None
         if self._kv_events_bind:
             kv_events = KVEventsConfig(enable_kv_cache_events=True, publisher="zmq",
@@ -121,9 +124,11 @@ class VLLMEngine:
             enforce_eager=cfg.enforce_eager,
             tensor_parallel_size=cfg.tensor_parallel_size,
             pipeline_parallel_size=cfg.pipeline_parallel_size,
-            # Multiprocessing workers inside the replica's placement group: vLLM's Ray executor is
-            # GPU-only, and the replica already owns the resources its workers use.
-            distributed_executor_backend="mp" if cfg.tensor_parallel_size * cfg.pipeline_parallel_size > 1 else None,
+            # `mp` workers inside the replica on one node (the replica owns their resources; the only
+            # choice on CPU, where vLLM's Ray executor does not run); `ray` on GPUs when the replica spans
+            # nodes: vLLM then starts one worker per GPU bundle of the replica's own placement group,
+            # which it finds itself (`ray.util.get_current_placement_group()` inside the replica actor).
+            distributed_executor_backend=None if backend == "uni" else backend,
             gpu_memory_utilization=cfg.gpu_memory_utilization if not on_cpu else 0.9,
             seed=cfg.seed,
             kv_events_config=kv_events,

@@ -1,10 +1,12 @@
-"""Benchmark warmserve's serving path against raw `vllm serve`, same model, engine settings and workload.
+"""Benchmark warmserve's serving path against raw `vllm serve` and Ray Serve LLM, same model, engine
+settings and workload.
 
-Starts raw vLLM's OpenAI server, runs the chat benchmark `--runs` times, stops it; then starts warmserve
-with the same engine settings (`./warmserve up --config bench-1replica`), runs the same benchmark, stops
-it. Prints per-run figures, medians and the ratios, and writes them as JSON.
+For each system in turn (raw vLLM's OpenAI server; warmserve with the same engine settings,
+`./warmserve up --config bench-1replica`; the peer, Ray Serve LLM, `loadtests/ray_serve_llm_peer.py`):
+start it, run the chat benchmark `--runs` times after a warm-up, stop it. Prints per-run figures with the
+CPU seconds each process group used, medians and the ratios to raw vLLM, and writes them as JSON.
 
-    ./warmserve bench [--runs 3 --requests 200 --concurrency 8 --max-tokens 16]
+    ./warmserve bench [--runs 3 --requests 200 --concurrency 8 --max-tokens 16 --systems raw_vllm,warmserve]
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 
-from loadtests.chat_bench import RunSummary, run_bench
+from loadtests.chat_bench import RunSummary, build_prompts, run_prompts, summarize
+from loadtests.shared_prefix_workload import build_workload
+from loadtests.process_cpu import CpuSnapshot, cpu_seconds_by_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "smollm2-135m-instruct"
@@ -30,7 +34,9 @@ RAW_PORT = 8200
 WARMSERVE_PORT = 8000
 # Must match configs/profiles/bench-1replica.yaml so both systems run the same engine.
 ENGINE_FLAGS = ["--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "16", "--block-size", "32",
-                "--enforce-eager", "--enable-prefix-caching", "--seed", "0"]
+                "--enforce-eager", "--enable-prefix-caching", "--seed", "0",
+                # Server flag, not an engine one: makes raw vLLM report usage.prompt_tokens_details.
+                "--enable-prompt-tokens-details"]
 ENGINE_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
 
 
@@ -57,20 +63,111 @@ def _start_raw_vllm() -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env={**os.environ, **ENGINE_ENV}, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _measure(label: str, base_url: str, runs: int, requests: int, concurrency: int,
-             max_tokens: int) -> list[RunSummary]:
-    asyncio.run(run_bench(base_url, MODEL_NAME, 2 * concurrency, concurrency, max_tokens, seed=99))  # warm-up
+# `short`: one short question per request (decode-heavy: the serving path's per-token cost dominates).
+# `shared`: DESIGN.md's peer workload, 8 system prompts of ~560 tokens x 8 questions in shuffled rounds
+# (`--requests` is then 64 per run whatever it says).
+WORKLOADS = ("short", "shared")
+SHARED_GROUPS, SHARED_QUESTIONS = 8, 8
+
+
+def _prompts(workload: str, requests: int, seed: int) -> list[list[dict[str, str]]]:
+    if workload == "shared":
+        return build_workload(SHARED_GROUPS, SHARED_QUESTIONS, seed)
+    return build_prompts(requests, seed)
+
+
+def _run_once(base_url: str, workload: str, requests: int, concurrency: int, max_tokens: int,
+              seed: int) -> tuple[RunSummary, float]:
+    """One run's summary and the engine's own prefix-cache hit rate (cached / prompt tokens, from usage)."""
+    results, duration = asyncio.run(run_prompts(base_url, MODEL_NAME, _prompts(workload, requests, seed),
+                                                concurrency, max_tokens))
+    prompt_tokens = sum(r.prompt_tokens for r in results if r.ok)
+    hit_rate = sum(r.cached_tokens for r in results if r.ok) / prompt_tokens if prompt_tokens else 0.0
+    return summarize(results, duration), hit_rate
+
+
+def _measure(label: str, base_url: str, workload: str, runs: int, requests: int, concurrency: int,
+             max_tokens: int) -> list[dict[str, object]]:
+    """Per run: the client's figures plus the CPU seconds each process group used during it."""
+    # Warm-up as long as half a run: the first full run after a start was the slowest on every system
+    # (allocator, caches, lazy imports), which made run 1 an outlier rather than a sample.
+    _run_once(base_url, workload, max(2 * concurrency, requests // 2), concurrency, max_tokens, seed=99)
     results = []
     for index in range(runs):
-        summary = asyncio.run(run_bench(base_url, MODEL_NAME, requests, concurrency, max_tokens, seed=index))
+        before = CpuSnapshot.take()
+        summary, hit_rate = _run_once(base_url, workload, requests, concurrency, max_tokens, seed=index)
+        cpu = cpu_seconds_by_group(before, CpuSnapshot.take())
         print(f"[bench] {label} run {index + 1}/{runs}: {summary.output_tokens_per_s:.1f} tok/s, "
-              f"TTFT p50 {summary.ttft_p50_ms:.0f} ms, failures {summary.failures}", flush=True)
-        results.append(summary)
+              f"TTFT p50 {summary.ttft_p50_ms:.0f} ms, p90 {summary.ttft_p90_ms:.0f} ms, prefix-cache hit "
+              f"{hit_rate:.1%}, failures {summary.failures}, CPU s {cpu}", flush=True)
+        results.append({**asdict(summary), "prefix_cache_hit_rate": hit_rate, "cpu_s_by_group": cpu})
     return results
 
 
-def _median(runs: list[RunSummary], field: str) -> float:
-    return statistics.median(getattr(r, field) for r in runs)
+def _median(runs: list[dict[str, object]], field: str) -> float:
+    return statistics.median(float(r[field]) for r in runs)  # type: ignore[arg-type]
+
+
+def _start_ray_serve_llm() -> None:
+    """A plain Ray head (Ray's defaults, not warmserve's Serve tuning) running the peer's app."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    subprocess.run([ray, "get-auth-token", "--generate"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([ray, "start", "--head", "--num-cpus=16", "--disable-usage-stats"], check=True,
+                   stdout=subprocess.DEVNULL)
+    env_flags = [f"--env={key}={value}" for key, value in ENGINE_ENV.items()]
+    subprocess.run([sys.executable, "-m", "loadtests.ray_serve_llm_peer", "--model-dir", str(MODEL_DIR),
+                    "--name", MODEL_NAME, "--port", str(WARMSERVE_PORT), *env_flags], check=True)
+    _wait_for(f"http://127.0.0.1:{WARMSERVE_PORT}/v1/models", 600)
+
+
+def _stop_ray_serve_llm() -> None:
+    subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _reap_orphaned_engines()
+
+
+def _reap_orphaned_engines() -> None:
+    """`ray stop --force` kills the replica but not the vLLM engine processes it spawned: they were left
+    spinning (adopted by init) and taxed the next system's runs. Kill any engine whose parent is gone."""
+    import psutil
+
+    for process in psutil.process_iter(["name", "cmdline", "ppid"]):
+        title = " ".join(process.info["cmdline"] or []) or process.info["name"] or ""
+        if title.startswith("VLLM::") and process.info["ppid"] == 1:
+            print(f"[bench] killing orphaned engine process {process.pid} ({title}) and its workers", flush=True)
+            for child in [*process.children(recursive=True), process]:
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
+
+
+def _run_system(system: str, shape: tuple[str, int, int, int, int]) -> list[dict[str, object]]:
+    """Start one system, measure it, stop it (also when measuring fails)."""
+    print(f"[bench] starting {system}", flush=True)
+    if system == "raw_vllm":
+        raw = _start_raw_vllm()
+        try:
+            _wait_for(f"http://127.0.0.1:{RAW_PORT}/v1/models", 600)
+            return _measure(system, f"http://127.0.0.1:{RAW_PORT}/v1", *shape)
+        finally:
+            raw.terminate()
+            raw.wait(timeout=60)
+    if system == "ray_serve_llm":
+        try:
+            _start_ray_serve_llm()
+            return _measure(system, f"http://127.0.0.1:{WARMSERVE_PORT}/v1", *shape)
+        finally:
+            _stop_ray_serve_llm()
+    warmserve = str(REPO_ROOT / "warmserve")
+    subprocess.run([warmserve, "up", "--config", "bench-1replica"], check=True)
+    try:
+        return _measure(system, f"http://127.0.0.1:{WARMSERVE_PORT}/v1", *shape)
+    finally:
+        subprocess.run([warmserve, "down"], check=False)
+
+
+SYSTEMS = ("raw_vllm", "warmserve", "ray_serve_llm")
 
 
 def main() -> None:
@@ -79,45 +176,35 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--workload", choices=WORKLOADS, default="short")
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help=f"comma-separated, measured in this order; any of {', '.join(SYSTEMS)}")
     parser.add_argument("--output", default=str(REPO_ROOT / "reports" / "compare-raw-vllm.json"))
     args = parser.parse_args()
+    systems = [name.strip() for name in args.systems.split(",") if name.strip()]
+    unknown = sorted(set(systems) - set(SYSTEMS))
+    if unknown or "raw_vllm" not in systems:
+        parser.error(f"--systems must include raw_vllm (the baseline) and only {', '.join(SYSTEMS)}; got {unknown}")
     (REPO_ROOT / "reports").mkdir(exist_ok=True)
-    shape = (args.runs, args.requests, args.concurrency, args.max_tokens)
+    shape = (args.workload, args.runs, args.requests, args.concurrency, args.max_tokens)
+    measured = {system: _run_system(system, shape) for system in systems}
 
-    print("[bench] starting raw vLLM", flush=True)
-    raw = _start_raw_vllm()
-    try:
-        _wait_for(f"http://127.0.0.1:{RAW_PORT}/v1/models", 600)
-        raw_runs = _measure("raw vllm", f"http://127.0.0.1:{RAW_PORT}/v1", *shape)
-    finally:
-        raw.terminate()
-        raw.wait(timeout=60)
-
-    print("[bench] starting warmserve (bench-1replica)", flush=True)
-    warmserve = str(REPO_ROOT / "warmserve")
-    subprocess.run([warmserve, "up", "--config", "bench-1replica"], check=True)
-    try:
-        ws_runs = _measure("warmserve", f"http://127.0.0.1:{WARMSERVE_PORT}/v1", *shape)
-    finally:
-        subprocess.run([warmserve, "down"], check=False)
-
+    raw_tok_s = _median(measured["raw_vllm"], "output_tokens_per_s")
+    raw_ttft = _median(measured["raw_vllm"], "ttft_p50_ms")
+    medians: dict[str, dict[str, float]] = {}
+    for system, runs in measured.items():
+        tok_s, ttft = _median(runs, "output_tokens_per_s"), _median(runs, "ttft_p50_ms")
+        medians[system] = {"tok_s": tok_s, "ttft_p50_ms": ttft, "tok_s_ratio": tok_s / raw_tok_s,
+                           "added_ttft_p50_ms": ttft - raw_ttft, "ttft_p90_ms": _median(runs, "ttft_p90_ms"),
+                           "prefix_cache_hit_rate": _median(runs, "prefix_cache_hit_rate")}
     report = {
-        "workload": {"requests": args.requests, "concurrency": args.concurrency, "max_tokens": args.max_tokens,
+        "workload": {"name": args.workload, "requests": args.requests, "concurrency": args.concurrency, "max_tokens": args.max_tokens,
                      "runs": args.runs},
-        "raw_vllm": [asdict(r) for r in raw_runs],
-        "warmserve": [asdict(r) for r in ws_runs],
-        "median": {
-            "raw_tok_s": _median(raw_runs, "output_tokens_per_s"),
-            "warmserve_tok_s": _median(ws_runs, "output_tokens_per_s"),
-            "raw_ttft_p50_ms": _median(raw_runs, "ttft_p50_ms"),
-            "warmserve_ttft_p50_ms": _median(ws_runs, "ttft_p50_ms"),
-        },
+        "runs": measured,
+        "median": medians,
     }
-    median = report["median"]
-    median["tok_s_ratio"] = median["warmserve_tok_s"] / median["raw_tok_s"]
-    median["added_ttft_p50_ms"] = median["warmserve_ttft_p50_ms"] - median["raw_ttft_p50_ms"]
     Path(args.output).write_text(json.dumps(report, indent=2))
-    print(json.dumps(median, indent=2))
+    print(json.dumps(medians, indent=2))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,14 @@ from dataclasses import dataclass
 
 import pytest
 
+from cluster.serve_environment import serve_environment
+from configs.schema import HttpConfig, RayConfig
+
+# The same Serve data plane and tuning as `warmserve up` gives a local head. Set at import, before any test
+# module imports `ray.serve` (it reads them once); the raylet that ray.init starts, and every actor under
+# it, inherit this process's environment.
+os.environ.update(serve_environment(RayConfig(), HttpConfig()))
+
 SERVE_PORT = int(os.environ.get("WARMSERVE_TEST_PORT", "8123"))
 DEPLOY_TIMEOUT_S = 600.0
 

@@ -60,6 +60,21 @@ def test_fake_engine_needs_only_the_replica() -> None:
     assert replica_resources(_model(kind="fake")).bundles == [{"CPU": 1.0}]
 
 
+def test_serve_options_keep_the_cpu_tp2_profile_and_free_bundle_0_for_a_gpu_worker() -> None:
+    from configs.loader import load_config
+    from deployments.app_builder import replica_placement_options
+
+    tp2 = replica_placement_options(replica_resources(load_config("local-tp2").models[0]))
+    assert tp2 == {"ray_actor_options": {"num_cpus": 1.0, "num_gpus": 0.0},
+                   "placement_group_bundles": [{"CPU": 1.0}] * 3, "placement_group_strategy": "STRICT_PACK"}
+    spanning = _model(tensor_parallel_size=8, pipeline_parallel_size=2,
+                      placement={"device": "gpu", "gpus_per_node": 8, "nodes": 2})
+    options = replica_placement_options(replica_resources(spanning))
+    # The replica takes no GPU: vLLM's Ray worker for bundle 0 needs that bundle's GPU.
+    assert options["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 0.0}
+    assert len(options["placement_group_bundles"]) == 16 and options["placement_group_strategy"] == "PACK"
+
+
 def test_dtype_resolution() -> None:
     assert resolve_dtype("bfloat16", "cpu") == "bfloat16"
     assert resolve_dtype("auto", "gpu") == "auto"
