@@ -68,12 +68,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     model_paths = prepare_models(config)
     # Serve reads these switches in every process that touches it, this driver included (it creates the
     # deployment handles the ingress uses), before `ray.serve` is first imported.
-    os.environ.update(serve_environment(config.ray, config.http))
+    serve_env = serve_environment(config.ray, config.http)
+    os.environ.update(serve_env)
     address = args.address or config.ray.address
     base_url = f"http://{config.http.host}:{config.http.port}"
     started_head = False
     if address is not None:
-        settings = " ".join(f"{k}={v}" for k, v in serve_environment(config.ray, config.http).items())
+        settings = " ".join(f"{k}={v}" for k, v in serve_env.items())
         print(f"[warmserve] joining {address}: Serve runs with the environment its nodes were started with; "
               f"this config expects {settings}", flush=True)
     if address is None:
@@ -84,7 +85,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print("[warmserve] a local Ray head is already running: deploying onto it (its Serve data plane "
                   "and tuning stay as it was started)", flush=True)
         else:
-            address = start_local_head(config.ray, serve_environment(config.ray, config.http))
+            address = start_local_head(config.ray, serve_env)
             started_head = True
     # Saved before anything else can fail, so `warmserve down` always finds what we started.
     ClusterState(address=address, started_head=started_head, http_url=base_url).save()

@@ -198,7 +198,8 @@ def main() -> None:
                            "added_ttft_p50_ms": ttft - raw_ttft, "ttft_p90_ms": _median(runs, "ttft_p90_ms"),
                            "prefix_cache_hit_rate": _median(runs, "prefix_cache_hit_rate")}
     report = {
-        "workload": {"name": args.workload, "requests": args.requests, "concurrency": args.concurrency, "max_tokens": args.max_tokens,
+        "workload": {"name": args.workload, "requests": args.requests, "concurrency": args.concurrency,
+                     "max_tokens": args.max_tokens,
                      "runs": args.runs},
         "runs": measured,
         "median": medians,

@@ -20,7 +20,7 @@ PROCESS_GROUPS: list[tuple[str, tuple[str, ...]]] = [
     # warmserve's ingress, and Ray Serve LLM's (`ServeReplica:<app>:OpenAiIngress`).
     ("ingress", (":ingress", ":OpenAiIngress")),
     ("llm_replica", ("ServeReplica:",)),
-    ("serve_proxy", ("ProxyActor", "haproxy")),
+    ("serve_proxy", ("ProxyActor", "HAProxyManager", "haproxy")),
     ("serve_controller", ("ServeController",)),
     ("raw_api_server", ("vllm.entrypoints.openai.api_server", "APIServer")),
     ("ray_daemons", ("raylet", "gcs_server", "dashboard", "log_monitor", "monitor.py", "runtime_env",

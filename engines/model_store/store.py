@@ -21,16 +21,22 @@ Builder = Callable[[Path], None]
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
-def _build_smollm2_tp_ready(target: Path) -> None:
-    # Builders run in a scratch directory inside the cache, so the parent is the store's cache dir.
-    base = ModelStore(target.parent).resolve(DEFAULT_MODEL)
-    pad_checkpoint(base, target, multiple=4)
+def _smollm2_padded_to(kv_heads_multiple: int) -> Builder:
+    def build(target: Path) -> None:
+        # Builders run in a scratch directory inside the cache, so the parent is the store's cache dir.
+        base = ModelStore(target.parent).resolve(DEFAULT_MODEL)
+        pad_checkpoint(base, target, multiple=kv_heads_multiple)
+
+    return build
 
 
 BUILDERS: dict[str, Builder] = {
     DEFAULT_MODEL: build_smollm2,
     # SmolLM2 with zero heads added (12 query / 4 KV heads) so tensor_parallel_size 2 or 4 can split it.
-    f"{DEFAULT_MODEL}-tp-ready": _build_smollm2_tp_ready,
+    f"{DEFAULT_MODEL}-tp-ready": _smollm2_padded_to(4),
+    # 24 query / 8 KV heads for tensor_parallel_size 8 (twice the attention work; the gpu-multinode
+    # profile's stand-in, so that profile can start offline on 2 x 8 GPUs).
+    f"{DEFAULT_MODEL}-tp8-ready": _smollm2_padded_to(8),
     "tiny-random-llama": build_tiny_random_llama,
 }
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "warmserve" / "models"

@@ -8,7 +8,8 @@ from engines.model_store.store import BUILDERS, ModelStore, UnknownModelError, c
 
 
 def test_known_names() -> None:
-    assert set(BUILDERS) == {"smollm2-135m-instruct", "smollm2-135m-instruct-tp-ready", "tiny-random-llama"}
+    assert set(BUILDERS) == {"smollm2-135m-instruct", "smollm2-135m-instruct-tp-ready",
+                             "smollm2-135m-instruct-tp8-ready", "tiny-random-llama"}
     for name in BUILDERS:
         check_reference(name)
 
@@ -47,9 +48,11 @@ def test_head_padding_counts() -> None:
     assert padded_head_counts(9, 3, 2) == (12, 4)
     assert padded_head_counts(9, 3, 4) == (12, 4)
     assert padded_head_counts(8, 8, 2) == (8, 8)
+    assert padded_head_counts(9, 3, 8) == (24, 8)  # SmolLM2 for TP=8 (the gpu-multinode profile)
 
 
-def test_head_padding_keeps_the_function(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("multiple", "heads"), [(4, 4), (8, 8)])  # TP-ready for 2/4 and for 8 workers
+def test_head_padding_keeps_the_function(tmp_path: Path, multiple: int, heads: int) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -58,11 +61,11 @@ def test_head_padding_keeps_the_function(tmp_path: Path) -> None:
     base = ModelStore(tmp_path).resolve("tiny-random-llama")
     padded = tmp_path / "padded"
     padded.mkdir()
-    pad_checkpoint(base, padded, multiple=4)
+    pad_checkpoint(base, padded, multiple=multiple)
     ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
     with torch.no_grad():
         before = AutoModelForCausalLM.from_pretrained(base)(ids).logits
         model = AutoModelForCausalLM.from_pretrained(padded)
         after = model(ids).logits
-    assert model.config.num_attention_heads == 4 and model.config.num_key_value_heads == 4
+    assert model.config.num_attention_heads == heads and model.config.num_key_value_heads == heads
     torch.testing.assert_close(after, before, rtol=0, atol=1e-5)

