@@ -23,6 +23,8 @@ import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 
+from cluster.ray_control import start_local_head, stop_local_head
+from configs.schema import RayConfig
 from loadtests.chat_bench import RunSummary, build_prompts, run_prompts, summarize
 from loadtests.shared_prefix_workload import build_workload
 from loadtests.process_cpu import CpuSnapshot, cpu_seconds_by_group
@@ -109,11 +111,8 @@ def _median(runs: list[dict[str, object]], field: str) -> float:
 
 
 def _start_ray_serve_llm() -> None:
-    """A plain Ray head (Ray's defaults, not warmserve's Serve tuning) running the peer's app."""
-    ray = str(Path(sys.executable).with_name("ray"))
-    subprocess.run([ray, "get-auth-token", "--generate"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([ray, "start", "--head", "--num-cpus=16", "--disable-usage-stats"], check=True,
-                   stdout=subprocess.DEVNULL)
+    """A plain Ray head (no Serve environment: Ray's defaults, not warmserve's tuning) running the peer."""
+    start_local_head(RayConfig(num_cpus=16), serve_env={})
     env_flags = [f"--env={key}={value}" for key, value in ENGINE_ENV.items()]
     subprocess.run([sys.executable, "-m", "loadtests.ray_serve_llm_peer", "--model-dir", str(MODEL_DIR),
                     "--name", MODEL_NAME, "--port", str(WARMSERVE_PORT), *env_flags], check=True)
@@ -121,8 +120,7 @@ def _start_ray_serve_llm() -> None:
 
 
 def _stop_ray_serve_llm() -> None:
-    subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], check=False,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop_local_head()
     _reap_orphaned_engines()
 
 
