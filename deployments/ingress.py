@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -24,6 +24,7 @@ from ray.serve.handle import DeploymentHandle
 from configs.schema import HttpConfig, LLMModelConfig
 from deployments.completion_stream import IndexedChunk, Usage, merged_streams
 from deployments.handle_calls import call_with_own_request_id
+from deployments.http_app import app
 from deployments.errors import APIError, bad_request, internal_error, model_not_found, service_unavailable
 from deployments.openai_framing import CHAT, COMPLETION, Framing
 from deployments.openai_protocol import (
@@ -37,18 +38,6 @@ from engines.tokenizer import ChatTemplateError, PromptTokenizer
 from engines.types import GenerationRequest, OutputChunk, SamplingSpec
 
 logger = logging.getLogger("warmserve.ingress")
-app = FastAPI(title="warmserve", docs_url=None, redoc_url=None)
-
-
-@app.exception_handler(APIError)
-async def _api_error_handler(_: Request, error: APIError) -> JSONResponse:
-    return error.response()
-
-
-@app.exception_handler(Exception)
-async def _unexpected_error_handler(_: Request, error: Exception) -> JSONResponse:
-    logger.exception("unhandled error in ingress")
-    return internal_error(f"internal error: {type(error).__name__}").response()
 
 
 @dataclass(slots=True)
