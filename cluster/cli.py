@@ -1,4 +1,5 @@
-"""The `warmserve` command line: up, down, status, validate, prepare, preflight, test, bench, loadtest.
+"""The `warmserve` command line: up, down, status, validate, prepare, preflight, test, bench, loadtest, batch,
+chaos.
 
 Run through the `./warmserve` script in the repository root, which builds the virtual environment first,
 or as the `warmserve` console script of an installed package.
@@ -149,10 +150,10 @@ def cmd_status(_: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     from cluster.serve_control import prepare_models
 
-    # The e2e tests need both shipped models; building them here shows progress outside pytest's capture.
-    prepare_models(_load_or_exit("local"))
-    prepare_models(_load_or_exit("local-tp2"))
-    prepare_models(_load_or_exit("test-fake"))
+    # The tests' models (SmolLM2 and its TP copy, the tiny Llama, the vision ResNets); building them here
+    # shows progress outside pytest's capture.
+    for profile in ("local", "local-tp2", "test-fake", "test-vision"):
+        prepare_models(_load_or_exit(profile))
     command = [sys.executable, "-m", "pytest", *(args.passthrough or ["tests"])]
     print(f"[warmserve] {' '.join(command[2:])}", flush=True)
     return subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}).returncode
@@ -163,6 +164,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         # Routers side by side on real vLLM replicas, over HTTP: a load test, so a subprocess like below.
         command = [sys.executable, "-m", "loadtests.compare_routers", *args.passthrough[2:]]
         return subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}).returncode
+    if args.passthrough[:1] == ["vision"]:
+        # Vision backends side by side on this machine's CPU or GPU (engines only, docs/benchmarks.md).
+        from cluster.bench_vision import main as bench_vision
+
+        return bench_vision(args.passthrough[1:])
     if args.passthrough[:1] == ["router"]:
         # The simulated router comparison: pure Python, no cluster (docs/benchmarks.md, issue 4).
         from cluster.bench_router import main as bench_router
@@ -171,6 +177,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     # A subprocess, not an import: loadtests talk to the cluster over HTTP and sit outside the layering.
     command = [sys.executable, "-m", "loadtests.compare_raw_vllm", *args.passthrough]
     return subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}).returncode
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    # The batch job's own parser (cluster/batch.py); the same command `ray job submit` runs.
+    from cluster.batch import main as batch_main
+
+    return batch_main(args.passthrough)
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from cluster.chaos import cmd_chaos as chaos_main
+
+    return chaos_main(args.passthrough)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,14 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
     loadtest = sub.add_parser("loadtest", add_help=False,
                               help="Locust load test of an endpoint with a report: TTFT, ITL, goodput, plots")
     loadtest.set_defaults(func=cmd_loadtest)
+    # add_help=False: `batch --help` shows the job's own options.
+    batch = sub.add_parser("batch", add_help=False,
+                           help="batch inference over an OpenAI batch file, offline (Ray Data) or online; "
+                                "resumable, exactly-once (docs/batch.md)")
+    batch.set_defaults(func=cmd_batch)
+    # add_help=False: `chaos --help` shows the tool's own options (cluster/chaos.py).
+    chaos = sub.add_parser("chaos", add_help=False,
+                           help="kill or stall replicas under load and check that no request was lost "
+                                "(docs/reliability.md)")
+    chaos.set_defaults(func=cmd_chaos)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    # `test`, `bench` and `loadtest` pass everything they do not know on (to pytest / the benchmark / Locust).
+    # `test`, `bench`, `loadtest`, `batch` and `chaos` pass everything they do not know on (to pytest / the
+    # benchmark / Locust / the batch job / the chaos tool).
     args, passthrough = parser.parse_known_args(argv)
-    if passthrough and args.command not in ("test", "bench", "loadtest"):
+    if passthrough and args.command not in ("test", "bench", "loadtest", "batch", "chaos"):
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     args.passthrough = passthrough
     # Before anything imports ray: Ray reads the auth mode once, at import.

@@ -22,9 +22,12 @@ MAX_REFUSALS_WHILE_RUNNING = 10
 
 
 def prepare_models(config: ClusterConfig) -> dict[str, Path]:
-    """Build or locate every model's checkpoint (idempotent; shows progress when it builds)."""
+    """Build or locate every model's checkpoint or artifacts, LLM and vision (idempotent; shows progress
+    when it builds)."""
+    from deployments.vision_app import prepare_vision_models
+
     store = ModelStore(Path(config.model_cache_dir) if config.model_cache_dir else None)
-    return {m.name: store.resolve(m.model) for m in config.models}
+    return {**{m.name: store.resolve(m.model) for m in config.models}, **prepare_vision_models(config)}
 
 
 def deploy(config: ClusterConfig, model_paths: dict[str, Path], app_name: str, route_prefix: str = "/") -> None:
@@ -75,7 +78,7 @@ def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, ti
 
     deadline = time.monotonic() + timeout_s
     started = time.monotonic()
-    model = config.models[0].name
+    model = config.models[0].name if config.models else None
     refused_while_running = 0
     while True:
         app = serve.status().applications.get(app_name)
@@ -84,6 +87,9 @@ def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, ti
             raise RuntimeError(f"deployment failed: {app.message}")
         if status == "RUNNING":  # replicas healthy: now prove the model answers end to end
             try:
+                if model is None:  # vision models only: the KServe readiness route says it
+                    with urllib.request.urlopen(f"{base_url}/v2/health/ready", timeout=30) as response:
+                        return f"vision models ready (HTTP {response.status})"
                 answer = _post_json(f"{base_url}/v1/chat/completions", {
                     "model": model, "temperature": 0, "max_tokens": 16,
                     "messages": [{"role": "user", "content": "What is the capital of France?"}]}, timeout_s=120)

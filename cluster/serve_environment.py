@@ -16,6 +16,8 @@ def serve_environment(ray: RayConfig, http: HttpConfig) -> dict[str, str]:
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if ray.serve_throughput_optimized else "0",
         "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": repr(ray.serve_control_loop_interval_s),
         "RAY_SERVE_ENABLE_HA_PROXY": "1" if http.data_plane == "haproxy" else "0",
+        "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": repr(ray.serve_autoscaling_metrics_push_s),
+        "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": repr(ray.serve_autoscaling_metrics_push_s),
     }
     if http.data_plane == "proxy":
         # Throughput-optimized mode would otherwise switch direct ingress on behind the classic proxy.

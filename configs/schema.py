@@ -12,6 +12,14 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from configs.base import StrictModel
+from configs.vision_schema import VisionModelConfig
+from configs.reliability_schema import (
+    AdmissionConfig,
+    AutoscalingConfig,
+    DrainConfig,
+    FailoverConfig,
+    HealthConfig,
+)
 
 
 class RayConfig(StrictModel):
@@ -32,6 +40,9 @@ class RayConfig(StrictModel):
     # (0.5 s: half that), CPU the engine loses on a small machine. The loop reconciles deployment state
     # (replica starts, scaling); routers drop a failed replica on the failed call, not on this loop.
     serve_control_loop_interval_s: float = Field(default=0.5, gt=0, le=10)
+    # How often replicas and handles push autoscaling metrics to the controller (only for autoscaled
+    # models). Ray's 10 s would add that much to every scaling reaction.
+    serve_autoscaling_metrics_push_s: float = Field(default=2.0, gt=0, le=60)
 
 
 class HttpConfig(StrictModel):
@@ -121,6 +132,9 @@ class EngineConfig(StrictModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     # Fake engine only: simulated seconds per decoded token (0 = as fast as possible).
     fake_token_latency_s: float = Field(default=0.0, ge=0, le=10)
+    # Fake engine only: a directory where tests drop one-shot fault files named `<replica id>.json`
+    # (engines/fake_engine.py) to kill or stall that replica's engine mid-stream.
+    fake_fault_dir: str | None = None
 
     @model_validator(mode="after")
     def _fake_has_no_parallelism(self) -> EngineConfig:
@@ -188,6 +202,12 @@ class LLMModelConfig(StrictModel):
     placement: PlacementConfig = PlacementConfig()
     limits: RequestLimits = RequestLimits()
     router: RouterConfig = RouterConfig()
+    failover: FailoverConfig = FailoverConfig()
+    health: HealthConfig = HealthConfig()
+    drain: DrainConfig = DrainConfig()
+    admission: AdmissionConfig = AdmissionConfig()
+    # Set: the replica count follows load between its bounds (and `num_replicas` is not used).
+    autoscaling: AutoscalingConfig | None = None
     # Logical CPUs the Serve replica actor itself reserves (its engine workers reserve their own).
     replica_num_cpus: float = Field(default=1.0, ge=0, le=256)
     max_ongoing_requests: int = Field(default=64, ge=1, le=100_000)
@@ -250,13 +270,18 @@ class ClusterConfig(StrictModel):
 
     ray: RayConfig = RayConfig()
     http: HttpConfig = HttpConfig()
-    models: list[LLMModelConfig] = Field(min_length=1, max_length=64)
+    # LLMs and image classifiers; a config may serve either kind alone, but not nothing (checked below).
+    models: list[LLMModelConfig] = Field(default=[], max_length=64)
+    vision_models: list[VisionModelConfig] = Field(default=[], max_length=64)
     # Where the model store keeps prepared checkpoints; None = ~/.cache/warmserve/models.
     model_cache_dir: str | None = None
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> ClusterConfig:
-        names = [m.name for m in self.models]
+        if not self.models and not self.vision_models:
+            raise ValueError("no models: give at least one entry in models or vision_models")
+        # One namespace: /v1/models lists both kinds and a request names its model alone.
+        names = [m.name for m in self.models] + [m.name for m in self.vision_models]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"models: duplicate model names {duplicates}")

@@ -10,13 +10,13 @@ from ray.serve.config import RequestRouterConfig
 
 from configs.schema import ClusterConfig, LLMModelConfig
 from deployments.ingress import Ingress
+from deployments.llm_autoscaling import serve_autoscaling_config
 from deployments.llm_replica import LLMReplica
+from deployments.vision_app import vision_deployments
 from engines.placement import ReplicaResources, replica_resources
 
 APP_NAME = "warmserve"
 INGRESS_ROUTE = "/"
-# vLLM on 2 CPU cores takes about a minute to import and load; Serve's defaults would kill it first.
-REPLICA_STARTUP_HEALTH_TIMEOUT_S = 60.0
 
 
 def llm_deployment_name(model_name: str) -> str:
@@ -38,7 +38,8 @@ def request_router_config(model: LLMModelConfig) -> RequestRouterConfig:
     if cfg.policy == "pow2":
         return RequestRouterConfig(**common)
     if cfg.policy == "round_robin":
-        return RequestRouterConfig(request_router_class=RoundRobinRequestRouter, **common)
+        return RequestRouterConfig(request_router_class=RoundRobinRequestRouter,
+                                   request_router_kwargs={"exclude_s": model.failover.exclude_s}, **common)
     if cfg.policy == "ray_prefix_affinity":
         # An import path, so the ingress imports Ray Serve LLM only when this baseline is chosen.
         return RequestRouterConfig(request_router_class="deployments.ray_prefix_router.TokenPrefixCacheAffinityRouter",
@@ -55,23 +56,40 @@ def request_router_config(model: LLMModelConfig) -> RequestRouterConfig:
         "routed_blocks_ttl_s": cfg.routed_blocks_ttl_s if events else cfg.approximate_ttl_s,
         "routed_blocks_capacity": cfg.routed_blocks_capacity,
         "use_kv_events": events,
+        "exclude_s": model.failover.exclude_s,
     }
     return RequestRouterConfig(request_router_class=KVAwareRequestRouter, request_router_kwargs=kwargs, **common)
 
 
+def without_replica_count(model: LLMModelConfig) -> LLMModelConfig:
+    """The model's config as replicas and the ingress receive it: how many replicas run is Serve's
+    business, so a changed count (or autoscaling bounds) is a scale operation on the running
+    deployment (new replicas added, surplus ones drained), not a redeploy of every replica."""
+    return model.model_copy(update={"num_replicas": 1, "autoscaling": None})
+
+
 def _llm_deployment(model: LLMModelConfig, model_path: Path) -> Application:
     resources = replica_resources(model)
+    scaling: dict[str, object] = (
+        {"autoscaling_config": serve_autoscaling_config(model.autoscaling)} if model.autoscaling is not None
+        else {"num_replicas": model.num_replicas})
     options: dict[str, object] = {
         "name": llm_deployment_name(model.name),
-        "num_replicas": model.num_replicas,
+        **scaling,
         "max_ongoing_requests": model.max_ongoing_requests,
-        "health_check_period_s": 10.0,
-        "health_check_timeout_s": REPLICA_STARTUP_HEALTH_TIMEOUT_S,
-        "graceful_shutdown_timeout_s": 30.0,
+        # Serve's health check calls `LLMReplica.check_health`, which asks the engine: a dead or wedged
+        # engine fails it and Serve replaces the replica.
+        "health_check_period_s": model.health.period_s,
+        "health_check_timeout_s": model.health.timeout_s,
+        # Drain: a stopping replica gets no new requests and this long for its streams; the ingress
+        # resumes whatever is still running after it on another replica.
+        "graceful_shutdown_timeout_s": model.drain.grace_s,
+        "graceful_shutdown_wait_loop_s": 0.5,
+        "max_queued_requests": model.admission.max_queued_requests,
         "request_router_config": request_router_config(model),
     }
     options.update(replica_placement_options(resources))
-    return serve.deployment(LLMReplica).options(**options).bind(model, str(model_path))
+    return serve.deployment(LLMReplica).options(**options).bind(without_replica_count(model), str(model_path))
 
 
 def replica_placement_options(resources: ReplicaResources) -> dict[str, object]:
@@ -93,8 +111,15 @@ def replica_placement_options(resources: ReplicaResources) -> dict[str, object]:
 
 def build_app(config: ClusterConfig, model_paths: dict[str, Path]) -> Application:
     handles = {m.name: _llm_deployment(m, model_paths[m.name]) for m in config.models}
-    ingress = Ingress.options(ray_actor_options={"num_cpus": 1.0},
+    # Vision models are prepared here unless model_paths already holds their folders.
+    vision_handles, vision_labels = vision_deployments(config, model_paths)
+    # On `warmserve down` the ingress drains too: it outlasts the LLM replicas' grace period, so streams
+    # those replicas finish in time still reach their clients.
+    drain_s = max(m.drain.grace_s for m in config.models) + 5.0 if config.models else 20.0
+    ingress = Ingress.options(ray_actor_options={"num_cpus": 1.0}, graceful_shutdown_timeout_s=drain_s,
                               max_ongoing_requests=config.http.ingress_max_ongoing_requests)
     return ingress.bind(
-        list(config.models), {name: str(path) for name, path in model_paths.items()}, handles, config.http
+        [without_replica_count(m) for m in config.models], {name: str(path) for name, path in model_paths.items()},
+        handles, config.http,
+        list(config.vision_models), vision_handles, vision_labels,
     )

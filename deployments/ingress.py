@@ -22,20 +22,27 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from configs.schema import HttpConfig, LLMModelConfig
+from configs.vision_schema import VisionModelConfig
+from deployments.admission import AdmissionGate, AdmissionTicket, client_identity
 from deployments.completion_stream import IndexedChunk, Usage, merged_streams
+from deployments.errors import APIError, bad_request, internal_error, model_not_found, service_unavailable
 from deployments.handle_calls import call_with_own_request_id
 from deployments.http_app import app
-from deployments.errors import APIError, bad_request, internal_error, model_not_found, service_unavailable
 from deployments.openai_framing import CHAT, COMPLETION, Framing
 from deployments.openai_protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     check_sampling_limits,
     parse_request,
+    resolve_max_tokens,
 )
+from deployments.replica_failures import is_replica_failure
+from deployments.resumable_generation import FailoverEvents, resumable_generation
 from deployments.sse import SSE_DONE, SSE_MEDIA_TYPE, sse_event
+from deployments.vision_routes import VisionRoutes
 from engines.tokenizer import ChatTemplateError, PromptTokenizer
 from engines.types import GenerationRequest, OutputChunk, SamplingSpec
+from router.replica_exclusions import deployment_key, process_exclusions
 
 logger = logging.getLogger("warmserve.ingress")
 
@@ -46,25 +53,19 @@ class ServedModel:
     tokenizer: PromptTokenizer
     handle: DeploymentHandle
     created: int
+    admission: AdmissionGate
+    # How this process's routers name the model's deployment in the replica exclusion registry.
+    exclusion_key: str
 
+    @classmethod
+    def create(cls, config: LLMModelConfig, model_path: str, handle: DeploymentHandle, created: int) -> ServedModel:
+        return cls(config, PromptTokenizer(Path(model_path)), handle, created,
+                   AdmissionGate(config.admission, config.name),
+                   deployment_key(handle.app_name, handle.deployment_name))
 
-def resolve_max_tokens(requested: int | None, prompt_tokens: int, max_model_len: int, default: int,
-                       prompt_param: str) -> int:
-    """Fit the completion into the context window, or explain with a 400 why it cannot."""
-    if prompt_tokens >= max_model_len:
-        raise bad_request(
-            f"This model's maximum context length is {max_model_len} tokens. However, your {prompt_param} "
-            f"resulted in {prompt_tokens} tokens.", param=prompt_param, code="context_length_exceeded")
-    room = max_model_len - prompt_tokens
-    if requested is None:
-        return min(default, room)
-    if requested > room:
-        raise bad_request(
-            f"This model's maximum context length is {max_model_len} tokens. However, you requested "
-            f"{prompt_tokens + requested} tokens ({prompt_tokens} in the {prompt_param}, {requested} in the "
-            "completion). Please reduce the length of the prompt or max_tokens.",
-            param="max_tokens", code="context_length_exceeded")
-    return requested
+    def exclude_replica(self, replica_id: str) -> None:
+        """A call to the replica failed: the routers of this process skip it from now on."""
+        process_exclusions().exclude(self.exclusion_key, replica_id, self.config.failover.exclude_s)
 
 
 async def _read_json(request: Request) -> object:
@@ -75,24 +76,33 @@ async def _read_json(request: Request) -> object:
         raise bad_request(f"request body is not valid JSON: {error}") from None
 
 
-def _is_replica_failure(error: BaseException) -> bool:
-    import grpc
-    from ray.exceptions import RayActorError, RayTaskError
+@dataclass(slots=True)
+class _Reply:
+    """One API request's response state, shared by the streaming and the full-body paths."""
 
-    # Serve maps a replica that is gone to RayActorError on both transports; other gRPC statuses (handle
-    # calls travel over gRPC in throughput-optimized mode) are transport failures too, never a bad request.
-    return isinstance(error, (RayActorError, RayTaskError, ConnectionError, grpc.aio.AioRpcError))
+    framing: Framing
+    request_id: str
+    created: int
+    model: str
+    n: int
+    usage: Usage
+    failover: FailoverEvents
+    ticket: AdmissionTicket
+    retry_after_s: int
 
 
 @serve.deployment(name="ingress")
 @serve.ingress(app)
-class Ingress:
+class Ingress(VisionRoutes):  # VisionRoutes: the /v2 (KServe/Triton) and /v1/vision routes
     def __init__(self, models: list[LLMModelConfig], model_paths: dict[str, str],
-                 handles: dict[str, DeploymentHandle], http: HttpConfig) -> None:
+                 handles: dict[str, DeploymentHandle], http: HttpConfig,
+                 vision_models: list[VisionModelConfig] | None = None,
+                 vision_handles: dict[str, DeploymentHandle] | None = None,
+                 vision_labels: dict[str, list[str]] | None = None) -> None:
+        self._init_vision(vision_models or [], vision_handles or {}, vision_labels or {}, http.request_timeout_s)
         created = int(time.time())
         self._models = {
-            m.name: ServedModel(m, PromptTokenizer(Path(model_paths[m.name])), handles[m.name], created)
-            for m in models
+            m.name: ServedModel.create(m, model_paths[m.name], handles[m.name], created) for m in models
         }
         self._timeout_s = http.request_timeout_s
 
@@ -124,7 +134,7 @@ class Ingress:
         return {"object": "list", "data": [
             {"id": name, "object": "model", "created": s.created, "owned_by": "warmserve",
              "max_model_len": s.config.engine.max_model_len}
-            for name, s in sorted(self._models.items())]}
+            for name, s in sorted(self._models.items())] + self.vision_model_cards()}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
@@ -134,7 +144,8 @@ class Ingress:
             prompt = served.tokenizer.encode_chat([{"role": m.role, "content": m.text()} for m in body.messages])
         except ChatTemplateError as error:
             raise bad_request(str(error), param="messages") from None
-        return await self._complete(served, body, prompt, body.effective_max_tokens(), "messages", CHAT)
+        return await self._complete(served, body, prompt, body.effective_max_tokens(), "messages", CHAT,
+                                    request.headers.get("authorization"))
 
     @app.post("/v1/completions")
     async def completions(self, request: Request) -> Response:
@@ -151,11 +162,12 @@ class Ingress:
             prompt = list(body.prompt)
         if not prompt:
             raise bad_request("Invalid value for 'prompt': it encodes to zero tokens", param="prompt")
-        return await self._complete(served, body, prompt, body.effective_max_tokens(), "prompt", COMPLETION)
+        return await self._complete(served, body, prompt, body.effective_max_tokens(), "prompt", COMPLETION,
+                                    request.headers.get("authorization"))
 
     async def _complete(self, served: ServedModel, body: ChatCompletionRequest | CompletionRequest,
                         prompt: list[int], requested_max_tokens: int | None, prompt_param: str,
-                        framing: Framing) -> Response:
+                        framing: Framing, authorization: str | None) -> Response:
         limits = served.config.limits
         check_sampling_limits(body, limits.max_n, limits.max_stop_sequences, limits.max_stop_length_chars)
         max_tokens = resolve_max_tokens(requested_max_tokens, len(prompt), served.config.engine.max_model_len,
@@ -171,21 +183,41 @@ class Ingress:
             )
             for i in range(body.n)
         ]
-        usage = Usage()
-        stream = merged_streams(requests, self._starter(served), usage)
+        # Refused here, at once, when the model or this client is over its bound (429/503, Retry-After).
+        ticket = served.admission.admit(client_identity(authorization, body.user), body.n)
+        try:
+            return await self._run(served, body, requests, request_id, framing, ticket)
+        except BaseException:
+            ticket.release()
+            raise
+
+    async def _run(self, served: ServedModel, body: ChatCompletionRequest | CompletionRequest,
+                   requests: list[GenerationRequest], request_id: str, framing: Framing,
+                   ticket: AdmissionTicket) -> Response:
+        reply = _Reply(framing, request_id, int(time.time()), body.model, body.n, Usage(), FailoverEvents(),
+                       ticket, served.config.admission.retry_after_s)
+        stream = merged_streams(requests, self._starter(served, reply.failover), reply.usage)
         # Wait for the first chunk before answering, so a failure before any token is a proper error
         # status rather than a 200 followed by a broken stream.
-        first = await self._first_chunk(stream)
-        created = int(time.time())
+        first = await self._first_chunk(stream, reply.retry_after_s)
         headers = {"x-request-id": request_id}
         if first.chunk.replica_id:  # which replica the router chose (choice 0 when n > 1)
             headers["x-warmserve-replica"] = first.chunk.replica_id
+        if reply.failover.retried:  # retried before its first token: already known when the headers go
+            headers["x-warmserve-retried"] = str(reply.failover.retried)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            events = self._sse(framing, request_id, created, body.model, body.n, first, stream, usage,
-                               include_usage)
+            events = self._sse(reply, first, stream, include_usage)
+            ticket.release_with(events)
             return StreamingResponse(events, media_type=SSE_MEDIA_TYPE, headers=headers)
-        texts, finishes = [""] * body.n, [None] * body.n
+        try:
+            return await self._full_response(reply, first, stream, headers)
+        finally:
+            ticket.release()
+
+    async def _full_response(self, reply: _Reply, first: IndexedChunk, stream: AsyncIterator[IndexedChunk],
+                             headers: dict[str, str]) -> Response:
+        texts, finishes = [""] * reply.n, [None] * reply.n
         try:
             async with asyncio.timeout(self._timeout_s):
                 item: IndexedChunk | None = first
@@ -198,15 +230,21 @@ class Ingress:
         except APIError:
             raise
         except Exception as error:
-            raise self._engine_error(error) from None
+            raise self._engine_error(error, reply.retry_after_s) from None
         finally:
             await stream.aclose()
-        return JSONResponse(framing.full(request_id, created, body.model, texts, finishes, usage), headers=headers)
+        full = reply.framing.full(reply.request_id, reply.created, reply.model, texts, finishes, reply.usage)
+        failover = reply.failover
+        if failover.happened:  # the client can tell a resumed answer from an undisturbed one
+            full["warmserve"] = {"failover": failover.as_dict()}
+            headers["x-warmserve-resumed"] = str(failover.resumed)
+            headers["x-warmserve-retried"] = str(failover.retried)
+        return JSONResponse(full, headers=headers)
 
-    def _starter(self, served: ServedModel):
+    def _starter(self, served: ServedModel, failover: FailoverEvents):
         handle = served.handle.options(stream=True)
 
-        async def start(request: GenerationRequest) -> AsyncIterator[OutputChunk]:
+        async def attempt(request: GenerationRequest) -> AsyncIterator[OutputChunk]:
             response = call_with_own_request_id(handle.generate, request)
             finished = False
             try:
@@ -217,9 +255,13 @@ class Ingress:
                 if not finished:  # client gone or error: stop the replica's generator (aborts in-engine)
                     response.cancel()
 
+        def start(request: GenerationRequest) -> AsyncIterator[OutputChunk]:
+            return resumable_generation(request, attempt, served.config.failover, served.exclude_replica,
+                                        failover, served.tokenizer.decode)
+
         return start
 
-    async def _first_chunk(self, stream: AsyncIterator[IndexedChunk]) -> IndexedChunk:
+    async def _first_chunk(self, stream: AsyncIterator[IndexedChunk], retry_after_s: int) -> IndexedChunk:
         try:
             async with asyncio.timeout(self._timeout_s):
                 first = await anext(stream, None)
@@ -229,24 +271,30 @@ class Ingress:
                            type="timeout") from None
         except Exception as error:
             await stream.aclose()
-            raise self._engine_error(error) from None
+            raise self._engine_error(error, retry_after_s) from None
         if first is None:
             raise internal_error("the engine finished without producing output")
         return first
 
     @staticmethod
-    def _engine_error(error: BaseException) -> APIError:
-        if _is_replica_failure(error):
+    def _engine_error(error: BaseException, retry_after_s: int) -> APIError:
+        from ray.serve.exceptions import BackPressureError
+
+        if isinstance(error, BackPressureError):  # the handle's queue bound (admission.max_queued_requests)
+            return service_unavailable("model is at capacity: too many requests waiting for a replica; retry "
+                                       "later", retry_after_s=retry_after_s)
+        if is_replica_failure(error):  # failover was not enabled, or every attempt it allows failed
             logger.warning("replica failure: %s", error)
-            return service_unavailable(f"model replica unavailable: {type(error).__name__}", retry_after_s=2)
+            return service_unavailable(f"model replica unavailable: {type(error).__name__}",
+                                       retry_after_s=retry_after_s)
         logger.exception("engine error", exc_info=error)
         return internal_error(f"engine error: {type(error).__name__}")
 
-    async def _sse(self, framing: Framing, request_id: str, created: int, model: str, n: int,
-                   first: IndexedChunk, stream: AsyncIterator[IndexedChunk], usage: Usage,
+    async def _sse(self, reply: _Reply, first: IndexedChunk, stream: AsyncIterator[IndexedChunk],
                    include_usage: bool) -> AsyncIterator[bytes]:
+        framing, request_id, created, model = reply.framing, reply.request_id, reply.created, reply.model
         if framing.is_chat:  # OpenAI opens every chat choice with a role-only delta
-            for index in range(n):
+            for index in range(reply.n):
                 yield sse_event(framing.chunk(request_id, created, model, index, None, None, include_usage,
                                               first=True))
         try:
@@ -254,14 +302,18 @@ class Ingress:
             while item is not None:
                 chunk = item.chunk
                 if chunk.text or chunk.finish_reason:
-                    yield sse_event(framing.chunk(request_id, created, model, item.index, chunk.text,
-                                                  chunk.finish_reason, include_usage))
+                    event = framing.chunk(request_id, created, model, item.index, chunk.text,
+                                          chunk.finish_reason, include_usage)
+                    if chunk.finish_reason and reply.failover.happened:  # said in the choice's last chunk
+                        event["warmserve"] = {"failover": reply.failover.as_dict()}
+                    yield sse_event(event)
                 item = await anext(stream, None)
         except Exception as error:
             # Headers are gone already: report in-band, as OpenAI does, then end the stream cleanly.
-            yield sse_event(self._engine_error(error).body())
+            yield sse_event(self._engine_error(error, reply.retry_after_s).body())
         finally:
+            reply.ticket.release()
             await stream.aclose()
         if include_usage:
-            yield sse_event(framing.usage_chunk(request_id, created, model, usage))
+            yield sse_event(framing.usage_chunk(request_id, created, model, reply.usage))
         yield SSE_DONE

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from configs.schema import LLMModelConfig
+from deployments.llm_autoscaling import KV_CACHE_USAGE, TTFT_S
+from deployments.replica_failures import ReplicaEngineDeadError
 from engines.fake_engine import FakeLLMEngine
-from engines.protocol import LLMEngine
+from engines.protocol import EngineDeadError, LLMEngine
 from engines.tokenizer import PromptTokenizer
 from engines.types import EngineStats, GenerationRequest, OutputChunk
 from engines.vllm_engine import VLLMEngine
@@ -41,13 +44,13 @@ def _node_address() -> str:
         return "127.0.0.1"
 
 
-def make_engine(model: LLMModelConfig, model_path: Path) -> LLMEngine:
+def make_engine(model: LLMModelConfig, model_path: Path, replica_id: str = "local") -> LLMEngine:
     kv_port = _free_tcp_port() if model.engine.kv_events else None
     host = _node_address()
     if model.engine.kind == "fake":
         tokenizer = PromptTokenizer(model_path)
         return FakeLLMEngine(model.engine, detokenize=tokenizer.decode, kv_events_port=kv_port,
-                             kv_events_host=host)
+                             kv_events_host=host, replica_id=replica_id)
     return VLLMEngine(model_path, model.engine, model.placement, kv_events_port=kv_port, kv_events_host=host)
 
 
@@ -66,21 +69,47 @@ class LLMReplica:
     async def __init__(self, model: LLMModelConfig, model_path: str) -> None:
         self._model = model
         self._replica_id = _own_replica_id()
-        self._engine = make_engine(model, Path(model_path))
+        self._engine = make_engine(model, Path(model_path), self._replica_id)
         await self._engine.start()
+        # Why the engine can no longer serve, once it said so; the replica then fails fast and reports
+        # itself unhealthy instead of handing every request to a dead engine.
+        self._engine_dead: str | None = None
+        self._in_flight = 0
+        self._last_progress = time.monotonic()
+        # TTFTs of requests whose first token came since the last autoscaling report: sum and count.
+        self._ttft_sum_s, self._ttft_count = 0.0, 0
         logger.info("replica %s for %s ready (engine=%s)", self._replica_id, model.name, model.engine.kind)
 
+    def _dead(self, reason: str) -> ReplicaEngineDeadError:
+        if self._engine_dead is None:
+            self._engine_dead = reason
+            logger.error("replica %s: engine dead (%s); failing its requests over", self._replica_id, reason)
+        return ReplicaEngineDeadError(f"engine of replica {self._replica_id} is dead: {self._engine_dead}",
+                                      self._replica_id)
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[OutputChunk]:
+        if self._engine_dead is not None:
+            raise self._dead(self._engine_dead)
         # Serve cancels this generator when the caller goes away; closing the engine's stream aborts the
         # request inside the engine, so an abandoned request stops consuming KV cache at once.
         stream = self._engine.generate(request)
         first = True
+        started = time.monotonic()
+        if not self._in_flight:  # idle until now: the wedge clock starts with this request
+            self._last_progress = time.monotonic()
+        self._in_flight += 1
         try:
             async for chunk in stream:
+                self._last_progress = time.monotonic()
                 if first:
                     chunk.replica_id, first = self._replica_id, False
+                    self._ttft_sum_s += self._last_progress - started
+                    self._ttft_count += 1
                 yield chunk
+        except EngineDeadError as error:
+            raise self._dead(str(error)) from None
         finally:
+            self._in_flight -= 1
             await stream.aclose()
 
     async def stats(self) -> EngineStats:
@@ -92,10 +121,29 @@ class LLMReplica:
         return ReplicaRoutingStats(
             num_running=stats.num_running, num_waiting=stats.num_waiting, kv_cache_usage=stats.kv_cache_usage,
             kv_events_endpoint=stats.kv_events_endpoint, block_size=self._engine.block_size,
+            engine_healthy=self._engine_dead is None, reported_at=time.time(),
         ).to_dict()
 
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """Called by Serve when the model autoscales; `LLMAutoscalingPolicy` reads the averages."""
+        stats = await self._engine.stats()
+        ttft = self._ttft_sum_s / self._ttft_count if self._ttft_count else 0.0
+        self._ttft_sum_s, self._ttft_count = 0.0, 0
+        return {KV_CACHE_USAGE: stats.kv_cache_usage, TTFT_S: ttft}
+
     async def check_health(self) -> None:
-        await self._engine.check_health()
+        """Serve's health check: the engine's own check, plus progress while requests are in flight (an
+        engine that stopped emitting with work in hand is wedged, though its process is alive)."""
+        if self._engine_dead is not None:
+            raise self._dead(self._engine_dead)
+        try:
+            await self._engine.check_health()
+        except EngineDeadError as error:
+            raise self._dead(str(error)) from None
+        idle_for = time.monotonic() - self._last_progress
+        if self._in_flight and idle_for > self._model.health.wedged_after_s:
+            raise RuntimeError(f"engine of replica {self._replica_id} is wedged: {self._in_flight} requests in "
+                               f"flight and no output for {idle_for:.0f} s")
 
     async def __del__(self) -> None:
         await self._engine.shutdown()

@@ -128,3 +128,22 @@ def check_sampling_limits(request: _SamplingFields, max_n: int, max_stops: int, 
 
 
 __all__ = ["APIError", "ChatCompletionRequest", "CompletionRequest", "check_sampling_limits", "parse_request"]
+
+
+def resolve_max_tokens(requested: int | None, prompt_tokens: int, max_model_len: int, default: int,
+                       prompt_param: str) -> int:
+    """Fit the completion into the context window, or explain with a 400 why it cannot."""
+    if prompt_tokens >= max_model_len:
+        raise bad_request(
+            f"This model's maximum context length is {max_model_len} tokens. However, your {prompt_param} "
+            f"resulted in {prompt_tokens} tokens.", param=prompt_param, code="context_length_exceeded")
+    room = max_model_len - prompt_tokens
+    if requested is None:
+        return min(default, room)
+    if requested > room:
+        raise bad_request(
+            f"This model's maximum context length is {max_model_len} tokens. However, you requested "
+            f"{prompt_tokens + requested} tokens ({prompt_tokens} in the {prompt_param}, {requested} in the "
+            "completion). Please reduce the length of the prompt or max_tokens.",
+            param="max_tokens", code="context_length_exceeded")
+    return requested

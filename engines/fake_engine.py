@@ -1,15 +1,25 @@
 """`FakeLLMEngine`: a deterministic in-process engine for fast tests of everything around the engine.
 
-It "generates" by echoing prompt tokens (greedy: in order; sampled: drawn with a seeded RNG), keeps an
+It "generates" from the context (greedy: the token in the middle of prompt + output so far, a pure
+function of the context as a real model's greedy step is, so a request resumed elsewhere with its output
+appended continues exactly; sampled: prompt tokens drawn with a seeded RNG), keeps an
 LRU prefix cache of full blocks keyed by chained content hashes, reports cached prompt tokens like vLLM
 does, and publishes BlockStored / BlockRemoved events over ZMQ in vLLM's wire format when given a port.
+
+Fault injection for failover tests: with `engine.fake_fault_dir` set, a request that starts while
+`<dir>/<replica id>.json` exists consumes that file, `{"die_after_tokens": N}` or
+`{"stall_after_tokens": N, "stall_s": S}`, and after N of its tokens the whole engine dies (every
+stream raises `EngineDeadError`, as vLLM's do when its engine-core process is killed) or stops emitting
+for S seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
+from pathlib import Path
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
@@ -33,7 +43,8 @@ DEFAULT_CAPACITY_BLOCKS = 4096
 
 class FakeLLMEngine:
     def __init__(self, engine: EngineConfig, detokenize: Detokenize, kv_events_port: int | None = None,
-                 capacity_blocks: int = DEFAULT_CAPACITY_BLOCKS, kv_events_host: str = "127.0.0.1") -> None:
+                 capacity_blocks: int = DEFAULT_CAPACITY_BLOCKS, kv_events_host: str = "127.0.0.1",
+                 replica_id: str = "local") -> None:
         self.block_size = engine.block_size
         self.max_model_len = engine.max_model_len
         self._token_latency_s = engine.fake_token_latency_s
@@ -49,6 +60,8 @@ class FakeLLMEngine:
         self._publisher = None
         self._seq = 0
         self._dead = False
+        self._fault_file = Path(engine.fake_fault_dir) / f"{replica_id}.json" if engine.fake_fault_dir else None
+        self._stalled_until = 0.0
 
     @property
     def kv_events_endpoint(self) -> str | None:
@@ -98,9 +111,32 @@ class FakeLLMEngine:
         self._hit_tokens += hit_blocks * self.block_size
         return hit_blocks * self.block_size
 
+    def _take_fault(self) -> dict[str, float]:
+        if self._fault_file is None or not self._fault_file.exists():
+            return {}
+        try:
+            fault = json.loads(self._fault_file.read_text())
+            self._fault_file.unlink()
+        except (OSError, ValueError):  # another request took it first, or a half-written file
+            return {}
+        return {k: float(v) for k, v in fault.items()}
+
+    async def _step(self, fault: dict[str, float], step: int) -> None:
+        """One simulated decode step, with the request's injected fault once it is due."""
+        if step == fault.get("die_after_tokens"):
+            self._dead = True
+        if step == fault.get("stall_after_tokens"):
+            self._stalled_until = time.monotonic() + fault.get("stall_s", 0.0)
+        if self._dead:
+            raise EngineDeadError("fake engine died (injected fault)")
+        await asyncio.sleep(max(self._token_latency_s, self._stalled_until - time.monotonic()))
+        if self._dead:  # died while this stream slept
+            raise EngineDeadError("fake engine died (injected fault)")
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[OutputChunk]:
         if self._dead:
             raise EngineDeadError("fake engine was shut down")
+        fault = self._take_fault()
         prompt = request.prompt_token_ids
         spec = request.sampling
         cached = self._cache_prompt(prompt)
@@ -116,8 +152,8 @@ class FakeLLMEngine:
                 if request.request_id in self._aborted:
                     yield self._chunk(request, [], "", "abort", cached)
                     return
-                await asyncio.sleep(self._token_latency_s)
-                token = prompt[step % len(prompt)] if greedy else rng.choice(prompt)
+                await self._step(fault, step)
+                token = _middle_token(prompt, generated) if greedy else rng.choice(prompt)
                 generated.append(token)
                 full_text = self._detokenize(generated)
                 stop_at = _first_stop(full_text, spec.stop, emitted)
@@ -161,6 +197,11 @@ class FakeLLMEngine:
         if self._publisher is not None:
             self._publisher.close(linger=0)
             self._publisher = None
+
+
+def _middle_token(prompt: list[int], generated: list[int]) -> int:
+    middle = (len(prompt) + len(generated)) // 2
+    return prompt[middle] if middle < len(prompt) else generated[middle - len(prompt)]
 
 
 def _first_stop(text: str, stops: list[str], search_from: int) -> tuple[int, str] | None:

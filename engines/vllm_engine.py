@@ -164,6 +164,8 @@ class VLLMEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[OutputChunk]:
         if self._llm is None or self._llm.errored:
             raise EngineDeadError("vLLM engine is not running")
+        from vllm.v1.engine.exceptions import EngineDeadError as VLLMEngineDeadError
+
         prompt = {"prompt_token_ids": request.prompt_token_ids}
         num_prompt_tokens = len(request.prompt_token_ids)
         stream = self._llm.generate(prompt, self._sampling_params(request), request.request_id)
@@ -183,6 +185,10 @@ class VLLMEngine:
                     num_cached_prompt_tokens=cached,
                     stop_reason=completion.stop_reason if output.finished else None,
                 )
+        except VLLMEngineDeadError as error:
+            # Its engine-core process died: the protocol's error, which the replica and the ingress fail
+            # over from (every other error passes unchanged).
+            raise EngineDeadError(f"vLLM engine core died: {error}") from None
         finally:
             # Closing vLLM's generator aborts the request inside the engine (client gone, replica
             # shutting down); on normal completion this is a no-op.

@@ -18,6 +18,11 @@ class ReplicaRoutingStats:
     kv_cache_usage: float = 0.0  # 0..1
     kv_events_endpoint: str | None = None  # tcp://host:port of the engine's KV event publisher
     block_size: int | None = None
+    # False once the replica's engine reported itself dead: routers stop sending it work before Serve's
+    # health check replaces it. `reported_at` (wall clock) lets a router tell a report made after a
+    # failure from one delivered late.
+    engine_healthy: bool = True
+    reported_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -28,12 +33,15 @@ class ReplicaRoutingStats:
             return cls()
         endpoint = raw.get("kv_events_endpoint")
         block_size = raw.get("block_size")
+        reported_at = raw.get("reported_at")
         return cls(
             num_running=int(raw.get("num_running", 0) or 0),
             num_waiting=int(raw.get("num_waiting", 0) or 0),
             kv_cache_usage=float(raw.get("kv_cache_usage", 0.0) or 0.0),
             kv_events_endpoint=endpoint if isinstance(endpoint, str) else None,
             block_size=int(block_size) if isinstance(block_size, int) else None,
+            engine_healthy=raw.get("engine_healthy", True) is not False,
+            reported_at=float(reported_at) if isinstance(reported_at, (int, float)) else None,
         )
 
     @property

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from router.kv_policy import (
 )
 from router.load_tracker import DEFAULT_BALANCE_BLOCKS, ReplicaLoadTracker
 from router.prefix_index import PrefixIndex
+from router.replica_exclusions import deployment_key, process_exclusions
 from router.replica_stats import ReplicaRoutingStats
 
 logger = logging.getLogger("warmserve.router")
@@ -69,13 +71,38 @@ def _is_full(replica: RunningReplica) -> bool:
     return ReplicaRoutingStats.from_dict(replica.routing_stats).is_full
 
 
+# A replica whose engine reports itself dead, before any call to it failed, stays out this long at most.
+DEFAULT_EXCLUDE_S = 30.0
+
+
+def usable_replicas(deployment: str, candidates: list[RunningReplica]) -> list[RunningReplica]:
+    """The candidates not excluded after a failure; all of them when every one is (better to try a
+    suspect replica than to fail a request outright: its failure is retried)."""
+    exclusions = process_exclusions()
+    usable = [r for r in candidates if not exclusions.is_excluded(deployment, r.replica_id.unique_id)]
+    return usable or candidates
+
+
+def observe_replica_health(deployment: str, replicas: list[RunningReplica], exclude_s: float) -> None:
+    """Feed each replica's reported engine health to the exclusion registry (on every stats update)."""
+    exclusions = process_exclusions()
+    for replica in replicas:
+        stats = ReplicaRoutingStats.from_dict(replica.routing_stats)
+        key = replica.replica_id.unique_id
+        if stats.engine_healthy:
+            exclusions.observe_stats(deployment, key, stats.reported_at, engine_healthy=True)
+        elif not exclusions.is_excluded(deployment, key):
+            logger.warning("replica %s reports a dead engine: excluded from routing", key)
+            exclusions.exclude(deployment, key, exclude_s)
+
+
 class KVAwareRequestRouter(RequestRouter):
     """Cost = w x uncached prompt blocks + load; the cheapest accepting replica first, the rest by cost."""
 
     def initialize_state(self, *, block_size: int, uncached_block_weight: float = DEFAULT_UNCACHED_BLOCK_WEIGHT,
                          balance_blocks: float = DEFAULT_BALANCE_BLOCKS, routed_blocks_ttl_s: float = 5.0,
                          routed_blocks_capacity: int = 16_384, use_kv_events: bool = True,
-                         seed: int | None = None, **_: Any) -> None:
+                         seed: int | None = None, exclude_s: float = DEFAULT_EXCLUDE_S, **_: Any) -> None:
         """Called by Serve with `request_router_kwargs` (built by the app builder from `RouterConfig`)."""
         self._block_size = block_size
         self._index = PrefixIndex(block_size)
@@ -89,6 +116,9 @@ class KVAwareRequestRouter(RequestRouter):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._live_keys: set[str] = set()
         self._metrics = _DecisionMetrics(self._deployment_id.name, "kv_aware")
+        self._exclusion_key = deployment_key(self._deployment_id.app_name, self._deployment_id.name)
+        self._exclude_s = exclude_s
+        self._cache_dropped: set[str] = set()  # excluded replicas whose index entries are already gone
 
     # ---- replica set and stats -------------------------------------------------------------------
 
@@ -98,6 +128,7 @@ class KVAwareRequestRouter(RequestRouter):
         super().update_replicas(replicas)
         self._loop = self._event_loop  # Serve's router loop: KV events are applied there
         self._live_keys = {r.replica_id.unique_id for r in replicas}
+        observe_replica_health(self._exclusion_key, replicas, self._exclude_s)
         endpoints: dict[str, str] = {}
         for replica in replicas:
             replica_key = replica.replica_id.unique_id
@@ -121,9 +152,22 @@ class KVAwareRequestRouter(RequestRouter):
         logger.warning("replica %s died: excluded from routing, its prefix index entries dropped",
                        replica_id.unique_id)
 
-    def _forget(self, replica_key: str) -> None:
+    def _drop_cache_state_of(self, excluded: Iterable[str]) -> None:
+        """An excluded replica's engine may have lost its KV cache (it died, or Serve restarts it): what the
+        index says it holds is dropped once; events it publishes after recovering rebuild it."""
+        for replica_key in excluded:
+            if replica_key not in self._cache_dropped:
+                self._cache_dropped.add(replica_key)
+                self._drop_cache_state(replica_key)
+
+    def _drop_cache_state(self, replica_key: str) -> None:
         self._index.remove_replica(replica_key)
         self._routed.forget_replica(replica_key)
+
+    def _forget(self, replica_key: str) -> None:
+        self._cache_dropped.discard(replica_key)
+        process_exclusions().forget(self._exclusion_key, replica_key)
+        self._drop_cache_state(replica_key)
         self._load.forget_replica(replica_key)
 
     def _ensure_subscriber(self) -> KVEventSubscriber:
@@ -151,6 +195,11 @@ class KVAwareRequestRouter(RequestRouter):
         if pending_request is not None:
             pending_request.routing_context.should_backoff = True
         routing = self._routing_for(pending_request)
+        usable = usable_replicas(self._exclusion_key, candidate_replicas)
+        self._drop_cache_state_of(r.replica_id.unique_id for r in candidate_replicas if r not in usable)
+        if self._cache_dropped:  # readmitted replicas: a later exclusion drops their state again
+            self._cache_dropped.difference_update(r.replica_id.unique_id for r in usable)
+        candidate_replicas = usable
         if routing is None or not candidate_replicas:
             return [candidate_replicas] if candidate_replicas else []
         available = {r.replica_id for r in self.select_available_replicas(candidate_replicas)}
@@ -220,8 +269,14 @@ class KVAwareRequestRouter(RequestRouter):
 class RoundRobinRequestRouter(RequestRouter):
     """Each request to the next replica in a fixed order: the simplest baseline for comparisons."""
 
-    def initialize_state(self, **_: Any) -> None:
+    def initialize_state(self, exclude_s: float = DEFAULT_EXCLUDE_S, **_: Any) -> None:
         self._next = 0
+        self._exclusion_key = deployment_key(self._deployment_id.app_name, self._deployment_id.name)
+        self._exclude_s = exclude_s
+
+    def update_replicas(self, replicas: list[RunningReplica]) -> None:
+        super().update_replicas(replicas)
+        observe_replica_health(self._exclusion_key, replicas, self._exclude_s)
 
     async def choose_replicas(self, candidate_replicas: list[RunningReplica],
                               pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
@@ -229,7 +284,8 @@ class RoundRobinRequestRouter(RequestRouter):
             pending_request.routing_context.should_backoff = True
         if not candidate_replicas:
             return []
-        ordered = sorted(candidate_replicas, key=lambda r: r.replica_id.unique_id)
+        usable = usable_replicas(self._exclusion_key, candidate_replicas)
+        ordered = sorted(usable, key=lambda r: r.replica_id.unique_id)
         start = self._next % len(ordered)
         self._next += 1
         return [[r] for r in ordered[start:] + ordered[:start]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,10 @@ from configs.schema import HttpConfig, RayConfig
 os.environ.update(serve_environment(RayConfig(), HttpConfig()))
 
 SERVE_PORT = int(os.environ.get("WARMSERVE_TEST_PORT", "8123"))
+# Serve's HAProxy also binds a metrics and a stats port, fixed by default (9101, 8404): derived from the
+# test port instead, so two test sessions (or a test session beside `warmserve up`) can share a machine.
+os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(SERVE_PORT + 1))
+os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(SERVE_PORT + 2))
 DEPLOY_TIMEOUT_S = 600.0
 
 
@@ -46,7 +51,10 @@ def serve_instance() -> Iterator[None]:
     ray.shutdown()
 
 
-def deploy_profile(profile: str, app_name: str, route_prefix: str, router_policy: str | None = None) -> DeployedApp:
+def deploy_profile(profile: str, app_name: str, route_prefix: str, router_policy: str | None = None,
+                   model_overrides: dict[str, Any] | None = None) -> DeployedApp:
+    """Deploy a shipped profile as its own app; `model_overrides` are merged (one level deep) into every
+    model entry, e.g. {"engine": {"fake_token_latency_s": 0.02}, "failover": {"stall_timeout_s": 1}}."""
     from cluster.config_check import load_checked_config
     from cluster.serve_control import prepare_models
     from configs.schema import ClusterConfig
@@ -55,9 +63,11 @@ def deploy_profile(profile: str, app_name: str, route_prefix: str, router_policy
 
     loaded = load_checked_config(profile)
     raw = {**loaded.model_dump(), "http": {"host": "127.0.0.1", "port": SERVE_PORT}}
-    if router_policy is not None:
-        for model in raw["models"]:
+    for model in raw["models"]:
+        if router_policy is not None:
             model["router"]["policy"] = router_policy
+        for section, values in (model_overrides or {}).items():
+            model[section] = {**(model[section] or {}), **values} if isinstance(values, dict) else values
     config = ClusterConfig.model_validate(raw)
     paths = prepare_models(config)
     serve.run(build_app(config, paths), name=app_name, route_prefix=route_prefix, blocking=False)
@@ -106,7 +116,12 @@ def vllm_app(serve_instance: None) -> Iterator[DeployedApp]:
     serve.delete("local")
 
 
+# Tests that must run first or last, whatever order the paths were given in: the CLI test starts and
+# stops its own Ray head (`./warmserve up/down`) before anything creates the shared test cluster; the
+# real-vLLM failover test SIGKILLs an engine, leaving the shared app a replica short while Serve replaces it.
+RUN_FIRST = {"test_cli_up.py"}
+RUN_LAST = {"test_failover_vllm.py"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the CLI test (its own Ray head, started and stopped by `./warmserve up/down`) before anything
-    creates the session's shared test cluster, whatever order the paths were given in."""
-    items.sort(key=lambda item: 0 if item.path.name == "test_cli_up.py" else 1)
+    items.sort(key=lambda item: 0 if item.path.name in RUN_FIRST else 2 if item.path.name in RUN_LAST else 1)

@@ -39,11 +39,15 @@ def test_is_an_llm_engine() -> None:
     assert isinstance(FakeLLMEngine(ENGINE, _detok), LLMEngine)
 
 
-def test_greedy_echo_is_deterministic_and_finishes_with_length() -> None:
+def test_greedy_is_a_function_of_the_context_and_finishes_with_length() -> None:
     engine = FakeLLMEngine(ENGINE, _detok)
-    chunks = _run(engine, [0, 1, 2], temperature=0, max_tokens=5)
-    assert [c.token_ids[0] for c in chunks] == [0, 1, 2, 0, 1]
-    assert "".join(c.text for c in chunks) == "abcab"
+    chunks = _run(engine, [0, 1, 2, 3], temperature=0, max_tokens=5)
+    # The middle of the context each step: [0,1,2,3] -> 2, [0,1,2,3,2] -> 2, [0,1,2,3,2,2] -> 3, ...
+    assert [c.token_ids[0] for c in chunks] == [2, 2, 3, 3, 2]
+    assert "".join(c.text for c in chunks) == "ccddc"
+    # Resuming with the first two outputs appended continues exactly (what failover relies on).
+    resumed = _run(FakeLLMEngine(ENGINE, _detok), [0, 1, 2, 3, 2, 2], temperature=0, max_tokens=3)
+    assert [c.token_ids[0] for c in resumed] == [3, 3, 2]
     assert [c.finish_reason for c in chunks] == [None, None, None, None, "length"]
 
 
@@ -55,7 +59,7 @@ def test_seeded_sampling_repeats() -> None:
 
 def test_stop_string_is_excluded() -> None:
     chunks = _run(FakeLLMEngine(ENGINE, _detok), [0, 1, 2, 3], temperature=0, max_tokens=8, stop=["cd"])
-    assert "".join(c.text for c in chunks) == "ab"
+    assert "".join(c.text for c in chunks) == "c"  # "ccdd...": stops at the first "cd"
     assert chunks[-1].finish_reason == "stop" and chunks[-1].stop_reason == "cd"
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 import pytest
 
 from deployments.errors import APIError
-from deployments.ingress import resolve_max_tokens
 from deployments.openai_protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     check_sampling_limits,
     parse_request,
+    resolve_max_tokens,
 )
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

@@ -1,0 +1,174 @@
+"""Offline mode: Ray Data drives engine replicas directly, no Serve app in between.
+
+The driver plans shards (prefix-sorted requests, `cluster.batch_plan`), and hands them to Ray Data as a
+dataset of one shard per block. `map_batches` with `EngineWorker`, a callable class on an actor pool of
+`replicas` actors, runs each shard on one actor: the actor owns one `VLLMEngine` (the same adapter, model
+checkpoint and TP x PP shape as the Serve replicas) and submits every request of the shard at once, so
+vLLM's scheduler batches them; `shards_in_flight` shards per actor overlap, so the engine never drains
+between shards. Results stream back to the driver, which commits each shard (`cluster.batch_store`).
+
+Ray Data restarts an actor that dies (a SIGKILLed worker, an engine crash) and retries its shards on
+the new one; a shard is committed only when its result reaches the driver, so nothing is lost or doubled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cluster.batch_requests import EngineResult, PreparedRequest
+from configs.schema import LLMModelConfig
+from engines.placement import executor_backend, replica_resources
+
+
+class OfflineConfigError(ValueError):
+    """The model's shape cannot run as a Ray Data actor (names the reason and the alternative)."""
+
+
+def actor_resources(model: LLMModelConfig) -> dict[str, float]:
+    """Ray resources one engine actor reserves: the replica's own and its engine workers' (the same
+    totals a Serve replica of this model reserves), so TP x PP comes from the same config."""
+    if model.engine.kind == "vllm" and executor_backend(model.engine, model.placement) == "ray":
+        raise OfflineConfigError(
+            f"model {model.name!r}: a replica of {model.engine.tensor_parallel_size} x "
+            f"{model.engine.pipeline_parallel_size} spans nodes (vLLM's Ray executor needs the replica's own "
+            "placement group, which a Ray Data actor pool does not give); run it with --mode online "
+            "against the deployed app")
+    total = replica_resources(model).total
+    return {"num_cpus": total.get("CPU", 0.0), "num_gpus": total.get("GPU", 0.0)}
+
+
+class EngineWorker:
+    """Ray Data callable class: one instance (one actor) per engine replica.
+
+    Async, so Ray Data runs it on the actor's event loop and several shards (`max_concurrent_calls_per_actor`)
+    share the one engine concurrently. The engine starts on the first call, inside that loop, as it does in
+    a Serve replica (vLLM's AsyncLLM binds to the loop it first runs on).
+    """
+
+    def __init__(self, model: LLMModelConfig, model_path: str) -> None:
+        self._model = model
+        self._model_path = Path(model_path)
+        self._engine: Any = None
+        self._starting: asyncio.Task[None] | None = None
+        self._ready_at: float | None = None
+
+    async def _ensure_engine(self) -> None:
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
+        # No KV event publishing: nothing routes between these engines; Ray Data hands out shards.
+        engine: Any
+        if self._model.engine.kind == "fake":  # the deterministic test engine (integration tests)
+            from engines.fake_engine import FakeLLMEngine
+            from engines.tokenizer import PromptTokenizer
+
+            engine = FakeLLMEngine(self._model.engine, detokenize=PromptTokenizer(self._model_path).decode)
+        else:
+            from engines.vllm_engine import VLLMEngine
+
+            _renice_self(self._model.engine.process_niceness)
+            engine = VLLMEngine(self._model_path, self._model.engine, self._model.placement, kv_events_port=None)
+        await engine.start()
+        self._engine = engine
+        self._ready_at = time.time()
+
+    async def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
+        await self._ensure_engine()
+        results = []
+        for payload in batch["payload"]:
+            started_at = time.time()
+            requests = [PreparedRequest.from_dict(r) for r in json.loads(payload)]
+            outcomes = await asyncio.gather(*(self._run(r) for r in requests))
+            results.append(json.dumps({
+                "results": [_result_dict(o) for o in outcomes],
+                "started_at": started_at, "finished_at": time.time(), "engine_ready_at": self._ready_at,
+            }))
+        return {"result": results}
+
+    async def _run(self, prepared: PreparedRequest) -> EngineResult:
+        choices = prepared.generation_requests()
+        outcomes = await asyncio.gather(*(self._run_choice(c) for c in choices), return_exceptions=True)
+        failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failure is not None:
+            from engines.protocol import EngineDeadError
+
+            if isinstance(failure, EngineDeadError):
+                raise failure  # the actor is useless: fail the task so Ray Data retries on a new actor
+            return EngineResult(prepared.custom_id, [], [], len(prepared.prompt_token_ids), 0, 0,
+                                error=type(failure).__name__)
+        texts = [o[0] for o in outcomes]  # type: ignore[index]
+        finishes = [o[1] for o in outcomes]  # type: ignore[index]
+        completion = sum(o[2] for o in outcomes)  # type: ignore[index]
+        cached = outcomes[0][3]  # type: ignore[index]  # a property of the prompt: from the first choice
+        return EngineResult(prepared.custom_id, texts, finishes, len(prepared.prompt_token_ids), completion, cached)
+
+    async def _run_choice(self, request: Any) -> tuple[str, str | None, int, int]:
+        text, finish, tokens, cached = "", None, 0, 0
+        async for chunk in self._engine.generate(request):
+            text += chunk.text
+            tokens += len(chunk.token_ids)
+            finish = chunk.finish_reason or finish
+            if chunk.num_cached_prompt_tokens is not None:
+                cached = chunk.num_cached_prompt_tokens
+        return text, finish, tokens, cached
+
+
+def _renice_self(niceness: int | None) -> None:
+    """Give this actor the engine's priority. Ray starts workers at nice 15; unlike a Serve replica, which
+    also serves the ingress's calls, this actor is nothing but the engine's front end (vLLM's output
+    processing and detokenization run here), and at nice 15 it lost the CPU to anything else on the
+    machine (the engine-core process gets `process_niceness` from `VLLMEngine` itself)."""
+    if niceness is None:
+        return
+    import psutil
+
+    try:
+        psutil.Process().nice(niceness)
+    except psutil.AccessDenied:  # lowering niceness needs CAP_SYS_NICE; keep Ray's then
+        pass
+
+
+def _result_dict(result: EngineResult) -> dict[str, Any]:
+    return {"custom_id": result.custom_id, "texts": result.texts, "finish_reasons": result.finish_reasons,
+            "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+            "cached_tokens": result.cached_tokens, "error": result.error}
+
+
+def run_offline(shards: list[list[PreparedRequest]], model: LLMModelConfig, model_path: Path, replicas: int,
+                shards_in_flight: int) -> Iterator[dict[str, Any]]:
+    """Yield one result per shard as it finishes (any order): `results` (EngineResult dicts), timing.
+
+    Called from the job's driver, connected to Ray. Raises `OfflineConfigError` before starting anything
+    when the model cannot run this way.
+    """
+    import ray.data
+    from ray.data import ActorPoolStrategy, DataContext
+
+    resources = actor_resources(model)
+    context = DataContext.get_current()
+    context.enable_progress_bars = False  # the job log gets our per-shard lines instead of redrawn bars
+    context.execution_options.preserve_order = False  # commit shards as they finish, not in plan order
+    items = [{"payload": json.dumps([r.to_dict() for r in shard])} for shard in shards]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items))
+    results = dataset.map_batches(
+        EngineWorker,
+        fn_constructor_args=(model, str(model_path)),
+        batch_size=1,
+        compute=ActorPoolStrategy(size=replicas, max_tasks_in_flight_per_actor=shards_in_flight,
+                                  max_concurrent_calls_per_actor=shards_in_flight),
+        **resources,
+    )
+    for row in results.iter_rows():
+        yield json.loads(row["result"])
+
+
+def engine_result(data: dict[str, Any]) -> EngineResult:
+    return EngineResult(**data)
+

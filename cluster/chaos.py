@@ -1,0 +1,119 @@
+"""`warmserve chaos`: inject real faults under load and check every request afterwards.
+
+It runs the same greedy streaming workload twice against the running cluster: once undisturbed (the
+reference), once with faults (engine SIGKILL, replica actor `ray.kill`, engine stall) injected into a
+random replica at random moments mid-run. A request counts as lost if it did not end with HTTP 200 and a
+finish reason, as mismatched if its text differs from the reference. Exit status 1 if either happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cluster.chaos_faults import FAULT_KINDS, FaultKind, inject
+from cluster.chaos_load import RequestOutcome, run_load
+
+# Faults land between these fractions of the reference run's duration: after streams have started, well
+# before they end, so they hit requests mid-stream.
+FAULT_WINDOW = (0.2, 0.6)
+
+
+@dataclass(slots=True)
+class ChaosReport:
+    requests: int
+    faults: list[str] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+    mismatched: list[int] = field(default_factory=list)
+    resumed: int = 0
+    retried: int = 0
+    reference_s: float = 0.0
+    faulted_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.lost and not self.mismatched
+
+    def summary(self) -> str:
+        return (f"{self.requests} requests, faults: {'; '.join(self.faults) or 'none'}\n"
+                f"lost {len(self.lost)}, text differs {len(self.mismatched)}, resumed {self.resumed}, "
+                f"retried {self.retried}; run {self.faulted_s:.1f} s (undisturbed {self.reference_s:.1f} s)")
+
+
+def compare(reference: list[RequestOutcome], faulted: list[RequestOutcome], report: ChaosReport) -> None:
+    for ref, got in zip(reference, faulted, strict=True):
+        if not got.ok:
+            report.lost.append(got.index)
+        elif got.text != ref.text:
+            report.mismatched.append(got.index)
+        report.resumed += got.resumed
+        report.retried += got.retried
+
+
+async def run_chaos(base_url: str, model: str, app: str, deployment: str, faults: list[FaultKind],
+                    requests: int, concurrency: int, max_tokens: int, seed: int = 0,
+                    stall_s: float = 10.0) -> tuple[ChaosReport, list[RequestOutcome]]:
+    report = ChaosReport(requests)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    reference = await run_load(base_url, model, requests, concurrency, max_tokens)
+    report.reference_s = loop.time() - start
+    broken = [o for o in reference if not o.ok]
+    if broken:
+        raise RuntimeError(f"the undisturbed run already failed {len(broken)} requests, e.g. {broken[0]}")
+    rng = random.Random(seed)
+    start = loop.time()
+    load = asyncio.create_task(run_load(base_url, model, requests, concurrency, max_tokens))
+    for kind in faults:
+        at = start + rng.uniform(*FAULT_WINDOW) * report.reference_s
+        await asyncio.sleep(max(0.0, at - loop.time()))
+        report.faults.append(await asyncio.to_thread(inject, kind, app, deployment, rng, stall_s))
+        print(f"[warmserve] chaos: {report.faults[-1]}", file=sys.stderr)
+    faulted = await load
+    report.faulted_s = loop.time() - start
+    compare(reference, faulted, report)
+    return report, faulted
+
+
+def cmd_chaos(argv: list[str]) -> int:
+    from cluster.config_check import load_checked_config
+    from cluster.ray_control import use_token_auth
+    from deployments.app_builder import APP_NAME, llm_deployment_name
+
+    parser = argparse.ArgumentParser(prog="warmserve chaos", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="local", help="profile or file the cluster was started with")
+    parser.add_argument("--url", default=None, help="OpenAI base URL (default: from the config's http)")
+    parser.add_argument("--faults", default="engine_kill",
+                        help=f"comma-separated, in order: {', '.join(FAULT_KINDS)}")
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--stall-s", type=float, default=10.0, help="how long an engine_stall lasts")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="write the report and every outcome here")
+    args = parser.parse_args(argv)
+    faults = [f.strip() for f in args.faults.split(",") if f.strip()]
+    unknown = sorted(set(faults) - set(FAULT_KINDS))
+    if unknown:
+        parser.error(f"unknown fault(s) {unknown}; choose from {', '.join(FAULT_KINDS)}")
+    config = load_checked_config(args.config)
+    model = config.models[0]
+    url = args.url or f"http://{config.http.host}:{config.http.port}/v1"
+
+    import ray
+
+    use_token_auth()
+    ray.init(address="auto", namespace=config.ray.namespace, log_to_driver=False)
+    report, outcomes = asyncio.run(run_chaos(url, model.name, APP_NAME, llm_deployment_name(model.name),
+                                             faults, args.requests, args.concurrency, args.max_tokens, args.seed,
+                                             args.stall_s))  # type: ignore[arg-type]
+    print(report.summary())
+    if args.json is not None:
+        args.json.write_text(json.dumps({"report": asdict(report), "outcomes": [asdict(o) for o in outcomes]},
+                                        indent=1))
+    return 0 if report.passed else 1

@@ -1,0 +1,101 @@
+"""Real faults on a running warmserve cluster: find an LLM deployment's replicas, then SIGKILL one's engine
+process, `ray.kill` its actor, or stall its engine (SIGSTOP, then SIGCONT after a while).
+
+Signals go to processes on this machine: run the chaos tool on the node that hosts the replica (on one
+machine, always). The driver must be connected to the cluster (`ray.init`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+from typing import Literal
+
+FaultKind = Literal["engine_kill", "replica_kill", "engine_stall"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("engine_kill", "replica_kill", "engine_stall")
+SERVE_NAMESPACE = "serve"
+
+
+def replica_actor_names(app: str, deployment: str) -> list[str]:
+    """The deployment's replica actors, from the GCS (no dashboard needed): Serve names them
+    SERVE_REPLICA::<app>#<deployment>#<replica id>."""
+    import ray
+
+    prefix = f"SERVE_REPLICA::{app}#{deployment}#"
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a["namespace"] == SERVE_NAMESPACE and a["name"].startswith(prefix))
+
+
+def _local_replica_pids(app: str, deployment: str) -> list[int]:
+    """Processes on this machine titled as the deployment's replica actors (Ray sets the title
+    `ray::ServeReplica:<app>:<deployment>`, with the running method appended after a dot)."""
+    import psutil
+
+    title = f"ray::ServeReplica:{app}:{deployment}"
+    pids = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if cmdline == title or cmdline.startswith((title + ".", title + " ")):
+            pids.append(process.pid)
+    return pids
+
+
+def engine_processes(replica_pid: int) -> list[int]:
+    """The engine processes a replica spawned: vLLM's engine core (and its workers), children of the actor."""
+    import psutil
+
+    try:
+        children = psutil.Process(replica_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [c.pid for c in children if _is_engine_process(c)]
+
+
+def _is_engine_process(process: object) -> bool:
+    import psutil
+
+    try:
+        cmdline = " ".join(process.cmdline())  # type: ignore[attr-defined]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    # vLLM titles its processes (setproctitle): "VLLM::EngineCore", "VLLM::Worker...".
+    return cmdline.startswith("VLLM::")
+
+
+def inject(kind: FaultKind, app: str, deployment: str, rng: random.Random, stall_s: float = 10.0) -> str:
+    """Apply one fault to a replica of the deployment chosen by `rng`; returns what was done."""
+    if kind == "replica_kill":
+        import ray
+
+        names = replica_actor_names(app, deployment)
+        if not names:
+            raise RuntimeError(f"no replica actor of {app}/{deployment} is alive")
+        victim = rng.choice(names)
+        ray.kill(ray.get_actor(victim, namespace=SERVE_NAMESPACE), no_restart=True)
+        return f"ray.kill replica {victim.rsplit('#', 1)[-1]}"
+    engines = {pid: engine_processes(pid) for pid in _local_replica_pids(app, deployment)}
+    engines = {pid: children for pid, children in engines.items() if children}
+    if not engines:
+        raise RuntimeError(f"no replica of {app}/{deployment} on this machine has an engine process (an "
+                           "in-process fake engine, or replicas on other nodes): use replica_kill")
+    replica_pid = rng.choice(sorted(engines))
+    engine = engines[replica_pid]
+    if kind == "engine_kill":
+        for pid in engine:
+            _signal(pid, signal.SIGKILL)
+        return f"SIGKILL engine pids {engine} of replica pid {replica_pid}"
+    for pid in engine:
+        _signal(pid, signal.SIGSTOP)
+    resume = threading.Timer(stall_s, lambda: [_signal(pid, signal.SIGCONT) for pid in engine])
+    resume.daemon = True
+    resume.start()
+    return f"SIGSTOP engine pids {engine} of replica pid {replica_pid} for {stall_s:.0f} s"
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:  # already gone: the fault happened anyway
+        pass

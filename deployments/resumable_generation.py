@@ -1,0 +1,166 @@
+"""One engine request that survives replica failures: retried before its first token, resumed after it.
+
+When the replica serving a stream fails (its actor died, its engine died, the stream stalled), the
+request continues on another replica as the prompt plus every token already produced, with the rest of
+`max_tokens`. With greedy decoding the continuation is the one the first replica would have produced, so
+the caller sees one uninterrupted stream with no token duplicated or missing. What cannot hold is in
+docs/reliability.md (sampled decoding continues differently; a stop string split exactly across the
+failover point is not seen).
+
+Pure asyncio: attempts are started through an injected function (a Serve handle call in the ingress), so
+the unit tests drive every failure mode with fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+
+from configs.reliability_schema import FailoverConfig
+from deployments.replica_failures import StreamStalledError, failed_replica_id, is_replica_failure
+from engines.types import GenerationRequest, OutputChunk
+
+logger = logging.getLogger("warmserve.failover")
+
+StartAttempt = Callable[[GenerationRequest], AsyncIterator[OutputChunk]]
+Detokenize = Callable[[list[int]], str]
+OnReplicaFailed = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class FailoverEvents:
+    """What failover did for one API request (all its choices); reported to the client."""
+
+    retried: int = 0  # attempts restarted before any token of theirs was sent
+    resumed: int = 0  # attempts resumed mid-stream with the tokens already sent
+    failed_replicas: list[str] = field(default_factory=list)
+
+    @property
+    def happened(self) -> bool:
+        return bool(self.retried or self.resumed)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"retried": self.retried, "resumed": self.resumed, "failed_replicas": list(self.failed_replicas)}
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What the caller has been given so far, across attempts."""
+
+    token_ids: list[int] = field(default_factory=list)
+    text_parts: list[str] = field(default_factory=list)
+    # Usage fields of the request as first sent: a resumed attempt's prompt is longer and partly cached.
+    num_prompt_tokens: int | None = None
+    num_cached_prompt_tokens: int | None = None
+
+
+def resumed_request(original: GenerationRequest, produced: list[int], attempt: int) -> GenerationRequest:
+    """The request that continues `original` after `produced` tokens, under its own engine request id."""
+    sampling = replace(original.sampling, max_tokens=original.sampling.max_tokens - len(produced))
+    return GenerationRequest(request_id=f"{original.request_id}-a{attempt}",
+                             prompt_token_ids=original.prompt_token_ids + produced, sampling=sampling)
+
+
+def _catch_up_text(progress: _Progress, detokenize: Detokenize | None) -> str:
+    """Text of produced tokens the failed replica held back (a possible stop-string start, a partial
+    character): the next replica only detokenizes its own tokens, so the ingress sends it first."""
+    if detokenize is None or not progress.token_ids:
+        return ""
+    sent = "".join(progress.text_parts)
+    full = detokenize(progress.token_ids)
+    if len(full) <= len(sent) or not full.startswith(sent) or full.endswith("\ufffd"):
+        return ""
+    return full[len(sent):]
+
+
+async def resumable_generation(request: GenerationRequest, start_attempt: StartAttempt, policy: FailoverConfig,
+                               on_replica_failed: OnReplicaFailed, events: FailoverEvents,
+                               detokenize: Detokenize | None = None,
+                               clock: Callable[[], float] = time.monotonic) -> AsyncIterator[OutputChunk]:
+    """Stream `request`'s chunks, moving to another replica on a replica failure (bounded by `policy`).
+
+    Non-replica errors (a bad request, an engine bug) and the last failure once attempts or the retry
+    window are spent propagate unchanged; the ingress turns them into an error status or event. A request
+    therefore ends within `first_token_timeout_s` (or `stall_timeout_s`) plus `retry_window_s`.
+    """
+    progress = _Progress()
+    attempt = 0
+    first_failure_at: float | None = None
+    catch_up = ""
+    while True:
+        attempt_request = resumed_request(request, progress.token_ids, attempt) if progress.token_ids else (
+            request if attempt == 0 else replace(request, request_id=f"{request.request_id}-a{attempt}"))
+        stream = start_attempt(attempt_request)
+        replica: str | None = None
+        try:
+            while True:
+                # Before any token the request may wait in a queue; after one, silence means a wedge.
+                timeout = policy.stall_timeout_s if progress.token_ids else policy.first_token_timeout_s
+                if first_failure_at is not None:  # after a failure, no wait outlasts the retry window
+                    timeout = max(0.0, min(timeout, first_failure_at + policy.retry_window_s - clock()))
+                try:
+                    async with asyncio.timeout(timeout):
+                        chunk = await anext(stream, None)
+                except TimeoutError:
+                    raise StreamStalledError(f"no output from replica {replica or '?'} for {timeout:.0f} s",
+                                             replica) from None
+                if chunk is None:  # ended without a finish reason (should not happen): end here too
+                    return
+                replica = chunk.replica_id or replica
+                _restore_prompt_usage(chunk, progress)
+                if catch_up:
+                    chunk.text, catch_up = catch_up + chunk.text, ""
+                progress.token_ids.extend(chunk.token_ids)
+                progress.text_parts.append(chunk.text)
+                yield chunk
+                if chunk.finish_reason is not None:
+                    return
+        except Exception as error:
+            if not policy.enabled or not is_replica_failure(error):
+                raise
+            failed = failed_replica_id(error) or replica
+            if failed is not None:
+                on_replica_failed(failed)
+                events.failed_replicas.append(failed)
+            now = clock()
+            first_failure_at = now if first_failure_at is None else first_failure_at
+            attempt += 1
+            if attempt >= policy.max_attempts or now - first_failure_at > policy.retry_window_s:
+                logger.warning("request %s: giving up after %d attempts: %s", request.request_id, attempt,
+                               error)
+                raise
+            remaining = request.sampling.max_tokens - len(progress.token_ids)
+            logger.warning("request %s: replica %s failed after %d tokens (%s: %s); %s on another replica",
+                           request.request_id, failed or "?", len(progress.token_ids), type(error).__name__,
+                           error, "resuming" if progress.token_ids else "retrying")
+            if remaining <= 0:  # every token arrived, only the finish was lost
+                yield _finish_chunk(request, progress)
+                return
+            if progress.token_ids:
+                events.resumed += 1
+                catch_up = _catch_up_text(progress, detokenize)
+            else:
+                events.retried += 1
+            await asyncio.sleep(policy.retry_backoff_s)
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+
+
+def _restore_prompt_usage(chunk: OutputChunk, progress: _Progress) -> None:
+    if progress.num_prompt_tokens is None:
+        progress.num_prompt_tokens = chunk.num_prompt_tokens
+        progress.num_cached_prompt_tokens = chunk.num_cached_prompt_tokens
+    else:
+        chunk.num_prompt_tokens = progress.num_prompt_tokens
+        chunk.num_cached_prompt_tokens = progress.num_cached_prompt_tokens
+
+
+def _finish_chunk(request: GenerationRequest, progress: _Progress) -> OutputChunk:
+    return OutputChunk(request_id=request.request_id, token_ids=[], text="", finish_reason="length",
+                       num_prompt_tokens=progress.num_prompt_tokens or len(request.prompt_token_ids),
+                       num_cached_prompt_tokens=progress.num_cached_prompt_tokens)

@@ -1,0 +1,331 @@
+"""Vision routes on the one ingress app: the KServe v2 / Triton HTTP protocol and `/v1/vision/classify`.
+
+`VisionRoutes` is a mixin of `deployments.ingress.Ingress`; Serve's class-based ingress binds inherited
+route methods too (it matches routes against every class in the MRO). Errors on `/v2` use the KServe
+body `{"error": "<message>"}` that `tritonclient` reads (it would show OpenAI's nested object as a dict);
+`/v1/vision/classify` answers with OpenAI's error body, like every other `/v1` route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from configs.vision_schema import VisionModelConfig
+from deployments.errors import APIError, bad_request, model_not_found, service_unavailable
+from deployments.http_app import app
+from deployments.vision_kserve import (
+    HEADER_LENGTH,
+    InferRequest,
+    KServeError,
+    OutputTensor,
+    RequestedOutput,
+    classification_strings,
+    encode_infer_response,
+    parse_infer_request,
+)
+from engines.vision.postprocess import softmax
+from engines.vision.store import INPUT_NAME, OUTPUT_NAME
+
+logger = logging.getLogger("warmserve.ingress")
+MODEL_VERSION = "1"
+SERVER_EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration"]
+# Images one infer request may carry: each becomes a batch item, and 1024 x 224^2 x 3 FP32 is 600 MB.
+MAX_IMAGES_PER_REQUEST = 1024
+
+
+@dataclass(slots=True)
+class ServedVisionModel:
+    config: VisionModelConfig
+    handle: Any  # DeploymentHandle of the model's VisionReplica deployment
+    labels: list[str]
+    created: int
+
+
+def _kserve_error(status: int, message: str, retry_after_s: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _is_replica_failure(error: BaseException) -> bool:
+    import grpc
+    from ray.exceptions import RayActorError, RayTaskError
+
+    return isinstance(error, (RayActorError, RayTaskError, ConnectionError, grpc.aio.AioRpcError))
+
+
+class VisionRoutes:
+    """Route methods and state for the vision models; `Ingress.__init__` calls `_init_vision`."""
+
+    _vision: dict[str, ServedVisionModel]
+    _vision_timeout_s: float
+
+    def _init_vision(self, models: list[VisionModelConfig], handles: dict[str, Any], labels: dict[str, list[str]],
+                     timeout_s: float) -> None:
+        created = int(time.time())
+        self._vision = {m.name: ServedVisionModel(m, handles[m.name], labels[m.name], created) for m in models}
+        self._vision_timeout_s = timeout_s
+
+    def vision_model_cards(self) -> list[dict[str, Any]]:
+        """Entries for `/v1/models`."""
+        return [{"id": name, "object": "model", "created": s.created, "owned_by": "warmserve",
+                 "task": "image-classification", "architecture": s.config.model}
+                for name, s in sorted(self._vision.items())]
+
+    async def _call(self, method: Any, *args: Any) -> Any:
+        """One replica call with the ingress timeout; failures become APIErrors (503/504), never 500s."""
+        try:
+            async with asyncio.timeout(self._vision_timeout_s):
+                return await method.remote(*args)
+        except TimeoutError:
+            raise APIError(504, f"no answer from the vision replica within {self._vision_timeout_s:.0f} s",
+                           type="timeout") from None
+        except Exception as error:
+            if _is_replica_failure(error):
+                logger.warning("vision replica failure: %s", error)
+                raise service_unavailable(f"vision replica unavailable: {type(error).__name__}",
+                                          retry_after_s=2) from None
+            raise
+
+    async def _replica_answers(self, served: ServedVisionModel) -> str | None:
+        try:
+            await asyncio.wait_for(served.handle.stats.remote(), timeout=5)
+        except Exception as error:  # not ready, whatever the cause; reported, not raised
+            return f"{served.config.name}: {type(error).__name__}"
+        return None
+
+    # ---- KServe v2 / Triton: server ----
+
+    @app.get("/v2")
+    async def v2_server_metadata(self) -> dict[str, Any]:
+        return {"name": "warmserve", "version": "1", "extensions": SERVER_EXTENSIONS}
+
+    @app.get("/v2/health/live")
+    async def v2_live(self) -> Response:
+        return Response(status_code=200)
+
+    @app.get("/v2/health/ready")
+    async def v2_ready(self) -> Response:
+        problems = [p for p in await asyncio.gather(*(self._replica_answers(s) for s in self._vision.values())) if p]
+        if problems:
+            return _kserve_error(503, f"models not ready: {'; '.join(problems)}", retry_after_s=5)
+        return Response(status_code=200)
+
+    # ---- KServe v2 / Triton: models ----
+
+    def _served_vision(self, name: str, version: str | None) -> ServedVisionModel | JSONResponse:
+        served = self._vision.get(name)
+        if served is None:
+            return _kserve_error(404, f"Request for unknown model: '{name}' is not found; vision models: "
+                                      f"{', '.join(sorted(self._vision)) or 'none'}")
+        if version not in (None, "", MODEL_VERSION):
+            return _kserve_error(404, f"Request for unknown model: '{name}' version {version} is not found; "
+                                      f"available versions: {MODEL_VERSION}")
+        return served
+
+    def _metadata(self, served: ServedVisionModel) -> dict[str, Any]:
+        c = served.config
+        return {"name": c.name, "versions": [MODEL_VERSION], "platform": f"warmserve_{c.engine.backend}",
+                "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, 3, c.image_size, c.image_size]}],
+                "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, c.num_classes]}]}
+
+    @app.get("/v2/models/{name}")
+    async def v2_model_metadata(self, name: str) -> Response:
+        served = self._served_vision(name, None)
+        return served if isinstance(served, JSONResponse) else JSONResponse(self._metadata(served))
+
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def v2_model_version_metadata(self, name: str, version: str) -> Response:
+        served = self._served_vision(name, version)
+        return served if isinstance(served, JSONResponse) else JSONResponse(self._metadata(served))
+
+    async def _model_ready(self, name: str, version: str | None) -> Response:
+        served = self._served_vision(name, version)
+        if isinstance(served, JSONResponse):
+            return served
+        problem = await self._replica_answers(served)
+        return _kserve_error(503, f"model not ready: {problem}", 5) if problem else Response(status_code=200)
+
+    @app.get("/v2/models/{name}/ready")
+    async def v2_model_ready(self, name: str) -> Response:
+        return await self._model_ready(name, None)
+
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def v2_model_version_ready(self, name: str, version: str) -> Response:
+        return await self._model_ready(name, version)
+
+    def _model_config(self, served: ServedVisionModel) -> dict[str, Any]:
+        c = served.config
+        return {"name": c.name, "platform": f"warmserve_{c.engine.backend}", "max_batch_size": c.batching.max_batch_size,
+                "input": [{"name": INPUT_NAME, "data_type": "TYPE_FP32", "dims": [3, c.image_size, c.image_size]}],
+                "output": [{"name": OUTPUT_NAME, "data_type": "TYPE_FP32", "dims": [c.num_classes]}],
+                "dynamic_batching": {"max_queue_delay_microseconds": int(c.batching.batch_wait_timeout_s * 1e6)},
+                "instance_group": [{"count": c.num_replicas, "kind": "KIND_GPU" if c.num_gpus else "KIND_CPU"}]}
+
+    @app.get("/v2/models/{name}/config")
+    async def v2_model_config(self, name: str) -> Response:
+        served = self._served_vision(name, None)
+        return served if isinstance(served, JSONResponse) else JSONResponse(self._model_config(served))
+
+    @app.get("/v2/models/{name}/versions/{version}/config")
+    async def v2_model_version_config(self, name: str, version: str) -> Response:
+        served = self._served_vision(name, version)
+        return served if isinstance(served, JSONResponse) else JSONResponse(self._model_config(served))
+
+    @app.post("/v2/models/{name}/infer")
+    async def v2_infer(self, name: str, request: Request) -> Response:
+        return await self._infer(name, None, request)
+
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def v2_version_infer(self, name: str, version: str, request: Request) -> Response:
+        return await self._infer(name, version, request)
+
+    async def _infer(self, name: str, version: str | None, request: Request) -> Response:
+        served = self._served_vision(name, version)
+        if isinstance(served, JSONResponse):
+            return served
+        try:
+            parsed = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH))
+            images = _model_input(parsed, served.config)
+            outputs = _requested_outputs(parsed, served.config)
+        except KServeError as error:
+            return _kserve_error(400, str(error))
+        try:
+            logits = await self._call(served.handle.infer_tensor, images)
+        except APIError as error:
+            return _kserve_error(error.status_code, error.message, error.retry_after_s)
+        tensors: list[tuple[OutputTensor, bool]] = []
+        for wanted in outputs:
+            binary = parsed.binary_output if wanted.binary is None else wanted.binary
+            if wanted.class_count:
+                strings = classification_strings(softmax(logits.astype(np.float64)), served.labels, wanted.class_count)
+                tensors.append((OutputTensor(wanted.name, "BYTES", strings), binary))
+            else:
+                tensors.append((OutputTensor(wanted.name, "FP32", logits.astype(np.float32)), binary))
+        body, headers = encode_infer_response(name, MODEL_VERSION, parsed.id, tensors)
+        return Response(body, headers=headers)
+
+    # ---- convenience: image bytes in, top-k labels out ----
+
+    @app.post("/v1/vision/classify")
+    async def vision_classify(self, request: Request) -> Response:
+        """Body: the raw image bytes (`?model=NAME&top_k=K`, both optional with one vision model), or JSON
+        `{"model", "images": [base64, ...], "top_k"}`. Answers the top-k classes of each image."""
+        raw = await request.body()
+        if request.headers.get("content-type", "").split(";")[0].strip() == "application/json":
+            model_name, images, k = _classify_json(raw)
+        else:
+            model_name, images, k = request.query_params.get("model"), [raw], request.query_params.get("top_k")
+        served = self._vision_for(model_name)
+        top = _top_k_value(k, served.config)
+        limit = served.config.max_image_bytes
+        for index, data in enumerate(images):
+            if len(data) > limit:
+                raise bad_request(f"image {index} is {len(data)} bytes; the limit is {limit}", param="images",
+                                  code="image_too_large")
+        reply = await self._call(served.handle.classify, images, top)
+        if reply.error is not None:
+            where = f"image {reply.error_index}: " if len(images) > 1 else ""
+            raise bad_request(f"{where}{reply.error}", param="images" if len(images) > 1 else "body",
+                              code="invalid_image")
+        return JSONResponse({
+            "object": "list", "model": served.config.name,
+            "data": [{"index": i, "object": "classification",
+                      "top_k": [{"label": c.label, "class_index": c.index, "score": c.score} for c in row]}
+                     for i, row in enumerate(reply.results)]},
+            headers={"x-warmserve-replica": reply.replica_id} if reply.replica_id else None)
+
+    def _vision_for(self, name: str | None) -> ServedVisionModel:
+        if name is None:
+            if len(self._vision) == 1:
+                return next(iter(self._vision.values()))
+            if not self._vision:
+                raise APIError(404, "no vision models are served", param="model", code="model_not_found")
+            raise bad_request(f"several vision models are served; name one with 'model' "
+                              f"({', '.join(sorted(self._vision))})", param="model")
+        served = self._vision.get(name)
+        if served is None:
+            raise model_not_found(name, sorted(self._vision))
+        return served
+
+
+def _model_input(parsed: InferRequest, config: VisionModelConfig) -> np.ndarray:
+    """The one FP32 [N, 3, S, S] input the classifier takes, or a KServeError naming what is wrong."""
+    size = config.image_size
+    expected = f"[-1, 3, {size}, {size}]"
+    if len(parsed.inputs) != 1 or parsed.inputs[0].name != INPUT_NAME:
+        got = [i.name for i in parsed.inputs]
+        raise KServeError(f"model '{config.name}' takes exactly one input '{INPUT_NAME}' (FP32 {expected}), got {got}")
+    tensor = parsed.inputs[0]
+    if tensor.datatype != "FP32":
+        raise KServeError(f"input '{INPUT_NAME}': datatype {tensor.datatype}, but model '{config.name}' expects FP32")
+    shape = tensor.shape
+    if len(shape) != 4 or shape[1:] != [3, size, size] or shape[0] < 1:
+        raise KServeError(f"input '{INPUT_NAME}': shape {shape}, but model '{config.name}' expects {expected} "
+                          "with a batch of at least 1")
+    if shape[0] > MAX_IMAGES_PER_REQUEST:
+        raise KServeError(f"input '{INPUT_NAME}': batch of {shape[0]} images; at most {MAX_IMAGES_PER_REQUEST} "
+                          "per request")
+    if not np.isfinite(tensor.array).all():
+        raise KServeError(f"input '{INPUT_NAME}': contains NaN or infinite values")
+    return np.ascontiguousarray(tensor.array, dtype=np.float32)
+
+
+def _requested_outputs(parsed: InferRequest, config: VisionModelConfig) -> list[RequestedOutput]:
+    if not parsed.outputs:
+        return [RequestedOutput(OUTPUT_NAME)]
+    for wanted in parsed.outputs:
+        if wanted.name != OUTPUT_NAME:
+            raise KServeError(f"unknown output '{wanted.name}'; model '{config.name}' has output '{OUTPUT_NAME}'")
+        if wanted.class_count > config.num_classes:
+            raise KServeError(f"output '{OUTPUT_NAME}': classification {wanted.class_count} exceeds the model's "
+                              f"{config.num_classes} classes")
+    return parsed.outputs
+
+
+def _classify_json(raw: bytes) -> tuple[str | None, list[bytes], object]:
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise bad_request(f"request body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object with 'images'")
+    unknown = sorted(set(body) - {"model", "images", "top_k"})
+    if unknown:
+        raise bad_request(f"unknown fields {unknown}; allowed: model, images, top_k", param=unknown[0])
+    model, images = body.get("model"), body.get("images")
+    if model is not None and not isinstance(model, str):
+        raise bad_request("'model' must be a string", param="model")
+    if not isinstance(images, list) or not images or not all(isinstance(i, str) for i in images):
+        raise bad_request("'images' must be a non-empty list of base64-encoded images", param="images")
+    if len(images) > 256:
+        raise bad_request(f"'images' has {len(images)} entries; at most 256 per request", param="images")
+    decoded = []
+    for index, text in enumerate(images):
+        try:
+            decoded.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            raise bad_request(f"images[{index}] is not valid base64", param=f"images[{index}]") from None
+    return model, decoded, body.get("top_k")
+
+
+def _top_k_value(value: object, config: VisionModelConfig) -> int:
+    if value is None:
+        return config.top_k_default
+    try:
+        k = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+    except ValueError:
+        k = None
+    if k is None or not 1 <= k <= config.num_classes:
+        raise bad_request(f"top_k must be an integer in [1, {config.num_classes}], got {value!r}", param="top_k")
+    return k

@@ -1,0 +1,194 @@
+"""Failover and admission through real Ray Serve and real HTTP, with fake engines that die or stall on cue.
+
+Every check compares exact outputs: the fake engine's greedy step is a function of the context, so a
+request resumed on another replica must produce the same text as an undisturbed run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import DeployedApp, deploy_profile
+
+pytestmark = pytest.mark.integration
+CONCURRENCY = 16
+MAX_TOKENS = 40  # at 20 ms a token: ~0.8 s per stream, long enough to fail mid-way
+
+
+@pytest.fixture(scope="module")
+def fault_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture(scope="module")
+def failover_app(serve_instance: None, fault_dir: Path) -> Iterator[DeployedApp]:
+    from ray import serve
+
+    yield deploy_profile("test-fake", "failover", "/failover", model_overrides={
+        "engine": {"fake_token_latency_s": 0.02, "fake_fault_dir": str(fault_dir)},
+        "failover": {"stall_timeout_s": 1.0, "exclude_s": 20.0, "retry_backoff_s": 0.0},
+        "health": {"period_s": 1.0, "timeout_s": 10.0},
+    })
+    serve.delete("failover")
+
+
+def _prompt(i: int) -> str:
+    return f"Request {i}: tell me about the number {i * 7919} and its neighbours, please."
+
+
+async def _stream(client: httpx.AsyncClient, app: DeployedApp, i: int) -> dict:
+    """One greedy streaming completion: its text, finish reason, replica and failover metadata."""
+    body = {"model": app.model, "prompt": _prompt(i), "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
+    text, finish, failover = [], None, None
+    async with client.stream("POST", f"{app.base_url}/completions", json=body) as response:
+        assert response.status_code == 200, await response.aread()
+        replica = response.headers.get("x-warmserve-replica")
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            assert "error" not in event, event
+            for choice in event["choices"]:
+                text.append(choice["text"])
+                finish = choice["finish_reason"] or finish
+            failover = event.get("warmserve", {}).get("failover", failover)
+    return {"text": "".join(text), "finish": finish, "replica": replica, "failover": failover}
+
+
+async def _burst(app: DeployedApp, n: int = CONCURRENCY, during=None) -> list[dict]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        tasks = [asyncio.create_task(_stream(client, app, i)) for i in range(n)]
+        if during is not None:
+            await during()
+        return await asyncio.gather(*tasks)
+
+
+@pytest.fixture(scope="module")
+def undisturbed(failover_app: DeployedApp) -> list[str]:
+    results = asyncio.run(_burst(failover_app))
+    assert all(r["finish"] == "length" and r["failover"] is None for r in results)
+    return [r["text"] for r in results]
+
+
+def _replica_ids(app: DeployedApp, timeout_s: float = 60) -> list[str]:
+    """Both replicas' ids, as the ingress routes to them (a replaced replica joins the ingress's
+    routing a little after Serve reports it running)."""
+    seen: set[str] = set()
+    deadline, i = time.monotonic() + timeout_s, 0
+    while time.monotonic() < deadline:
+        r = httpx.post(f"{app.base_url}/completions", timeout=30,
+                       json={"model": app.model, "prompt": f"probe {i}", "max_tokens": 1})
+        seen.add(r.headers["x-warmserve-replica"])
+        if len(seen) == 2:
+            return sorted(seen)
+        i += 1
+        time.sleep(0.05)
+    raise AssertionError(f"only saw replicas {seen}")
+
+
+def _wait_for_two_healthy_replicas(app: DeployedApp, timeout_s: float = 120) -> None:
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = serve.status().applications["failover"]
+        replicas = status.deployments["llm-tiny-fake"].replica_states
+        if status.status == "RUNNING" and replicas.get("RUNNING", 0) == 2 and len(replicas) == 1:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"app did not recover: {serve.status().applications['failover']}")
+
+
+def _check_all_identical(results: list[dict], expected: list[str]) -> int:
+    """Every stream finished with the undisturbed text; returns how many were resumed or retried."""
+    assert [r["finish"] for r in results] == ["length"] * len(results)
+    for i, (result, text) in enumerate(zip(results, expected, strict=True)):
+        assert result["text"] == text, f"request {i} differs after failover: {result}"
+    return sum(1 for r in results if r["failover"])
+
+
+def test_engine_death_mid_stream_loses_no_request(failover_app: DeployedApp, fault_dir: Path,
+                                                  undisturbed: list[str]) -> None:
+    victim = _replica_ids(failover_app)[0]
+    # The next request to start on the victim arms it: after 10 of its tokens the whole engine dies,
+    # mid-way through every stream it holds.
+    (fault_dir / f"{victim}.json").write_text(json.dumps({"die_after_tokens": 10}))
+    results = asyncio.run(_burst(failover_app))
+    moved = _check_all_identical(results, undisturbed)
+    assert moved >= 1
+    resumed = [r["failover"] for r in results if r["failover"] and r["failover"]["resumed"]]
+    assert resumed and all(victim in f["failed_replicas"] for f in resumed)
+    _wait_for_two_healthy_replicas(failover_app)  # Serve's health check replaced the dead one
+
+
+def test_replica_actor_killed_mid_stream_loses_no_request(failover_app: DeployedApp,
+                                                          undisturbed: list[str]) -> None:
+    import ray
+
+    victim = _replica_ids(failover_app)[0]
+    actor = ray.get_actor(f"SERVE_REPLICA::failover#llm-tiny-fake#{victim}", namespace="serve")
+
+    async def kill_after_some_tokens() -> None:
+        await asyncio.sleep(0.4)  # ~20 tokens into every stream
+        ray.kill(actor, no_restart=True)
+
+    results = asyncio.run(_burst(failover_app, during=kill_after_some_tokens))
+    assert _check_all_identical(results, undisturbed) >= 1
+    _wait_for_two_healthy_replicas(failover_app)
+
+
+def test_stalled_replica_is_left_and_its_streams_resume(failover_app: DeployedApp, fault_dir: Path,
+                                                        undisturbed: list[str]) -> None:
+    victim = _replica_ids(failover_app)[0]
+    (fault_dir / f"{victim}.json").write_text(json.dumps({"stall_after_tokens": 5, "stall_s": 30}))
+    start = time.monotonic()
+    results = asyncio.run(_burst(failover_app))
+    elapsed = time.monotonic() - start
+    assert _check_all_identical(results, undisturbed) >= 1
+    # 1 s of silence moves a stream; the stall lasts 30 s (the margin is for a busy machine).
+    assert elapsed < 20, f"streams waited out the stall ({elapsed:.1f} s) instead of moving"
+
+
+def test_overload_answers_at_once_with_retry_after(serve_instance: None) -> None:
+    from ray import serve
+
+    app = deploy_profile("test-fake", "admission", "/admission", model_overrides={
+        "engine": {"fake_token_latency_s": 0.05},
+        "admission": {"max_inflight": 8, "max_inflight_per_client": 3, "max_queued_requests": 4,
+                      "retry_after_s": 2},
+    })
+    try:
+        async def one(client: httpx.AsyncClient, key: str | None) -> tuple[int, float, dict, str | None]:
+            headers = {"authorization": f"Bearer {key}"} if key else {}
+            start = time.monotonic()
+            r = await client.post(f"{app.base_url}/completions", headers=headers,
+                                  json={"model": app.model, "prompt": "overload", "max_tokens": 20})
+            return r.status_code, time.monotonic() - start, r.json(), r.headers.get("retry-after")
+
+        async def flood() -> list[tuple[int, float, dict, str | None]]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                anonymous = [one(client, None) for _ in range(80)]  # 10x the model's bound
+                one_key = [one(client, "k1") for _ in range(10)]
+                return await asyncio.gather(*anonymous, *one_key)
+
+        results = asyncio.run(flood())
+        statuses = sorted({status for status, *_ in results})
+        assert set(statuses) <= {200, 429, 503} and 200 in statuses and 503 in statuses, statuses
+        refused = [(s, t, body, ra) for s, t, body, ra in results if s != 200]
+        assert all(ra == "2" and body["error"]["code"] for _, _, body, ra in refused)
+        times = sorted(t for _, t, *_ in refused)
+        p99 = times[int(0.99 * (len(times) - 1))]
+        print(f"overload: {len(results)} requests, {statuses} -> {len(refused)} refused, "
+              f"p99 time to the refusal {p99 * 1000:.0f} ms")
+        assert p99 < 1.0, times[-5:]
+        key_statuses = [s for s, *_ in results[80:]]
+        assert key_statuses.count(200) <= 3  # one client never holds more than its share
+    finally:
+        serve.delete("admission")

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pytest
+
+from cluster.chaos import ChaosReport, cmd_chaos, compare
+from cluster.chaos_load import RequestOutcome
+
+
+def _outcome(index: int, text: str, status: int = 200, finish: str | None = "length", error: str | None = None,
+             resumed: int = 0) -> RequestOutcome:
+    return RequestOutcome(index, status, text, finish, "r1", error, resumed, 0, 1.0)
+
+
+def test_compare_counts_lost_and_changed_requests() -> None:
+    reference = [_outcome(i, f"text {i}") for i in range(4)]
+    faulted = [
+        _outcome(0, "text 0", resumed=1),  # moved, same text: fine
+        _outcome(1, "text 1", status=503, finish=None, error="unavailable"),  # lost
+        _outcome(2, "text 2", error='{"message": "in-band"}'),  # an in-band error event: lost
+        _outcome(3, "other text"),  # completed but different: mismatched
+    ]
+    report = ChaosReport(4)
+    compare(reference, faulted, report)
+    assert (report.lost, report.mismatched, report.resumed) == ([1, 2], [3], 1)
+    assert not report.passed and "lost 2, text differs 1" in report.summary()
+
+
+def test_unknown_fault_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cmd_chaos(["--faults", "engine_kill,meteor"])
+    assert exit_info.value.code == 2

@@ -1,0 +1,164 @@
+"""Failover logic of one engine request, driven by scripted fake replicas (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from configs.reliability_schema import FailoverConfig
+from deployments.replica_failures import ReplicaEngineDeadError
+from deployments.resumable_generation import FailoverEvents, resumable_generation
+from engines.types import GenerationRequest, OutputChunk, SamplingSpec
+
+POLICY = FailoverConfig(retry_backoff_s=0, stall_timeout_s=0.2, first_token_timeout_s=0.5)
+PROMPT = [1, 2, 3, 4]
+
+
+def _continuation(context: list[int]) -> int:
+    """A deterministic 'model': the next token is a function of the whole context, like greedy decoding."""
+    return (sum(context) * 31 + len(context)) % 1000
+
+
+def _detok(ids: list[int]) -> str:
+    return "".join(f"<{i}>" for i in ids)
+
+
+class ScriptedReplicas:
+    """Replicas that generate by `_continuation`; each attempt's fate comes from `script` in order:
+    ("ok",), ("die_after", k) (engine death after k tokens), ("stall_after", k), ("error",) (a bug)."""
+
+    def __init__(self, script: list[tuple]) -> None:
+        self.script = list(script)
+        self.requests: list[GenerationRequest] = []
+
+    async def start(self, request: GenerationRequest) -> AsyncIterator[OutputChunk]:
+        attempt = len(self.requests)
+        self.requests.append(request)
+        fate = self.script.pop(0) if self.script else ("ok",)
+        replica = f"replica-{attempt}"
+        context = list(request.prompt_token_ids)
+        for step in range(request.sampling.max_tokens):
+            if fate[0] == "die_after" and step == fate[1]:
+                raise ReplicaEngineDeadError("engine died", replica)
+            if fate[0] == "stall_after" and step == fate[1]:
+                await asyncio.sleep(10)
+            if fate[0] == "error":
+                raise ValueError("engine bug")
+            token = _continuation(context)
+            context.append(token)
+            last = step == request.sampling.max_tokens - 1
+            yield OutputChunk(request.request_id, [token], _detok([token]), "length" if last else None,
+                              num_prompt_tokens=len(request.prompt_token_ids),
+                              num_cached_prompt_tokens=len(request.prompt_token_ids) // 2,
+                              replica_id=replica if step == 0 else None)
+
+
+def _run(script: list[tuple], max_tokens: int = 12, policy: FailoverConfig = POLICY):
+    replicas = ScriptedReplicas(script)
+    events = FailoverEvents()
+    excluded: list[str] = []
+    request = GenerationRequest("req", PROMPT, SamplingSpec(max_tokens=max_tokens, temperature=0))
+
+    async def collect() -> list[OutputChunk]:
+        return [c async for c in resumable_generation(request, replicas.start, policy, excluded.append, events,
+                                                      _detok)]
+
+    return asyncio.run(collect()), replicas, events, excluded
+
+
+def _tokens(chunks: list[OutputChunk]) -> list[int]:
+    return [t for c in chunks for t in c.token_ids]
+
+
+UNDISTURBED = _tokens(_run([("ok",)])[0])
+
+
+def test_undisturbed_run_is_one_attempt() -> None:
+    chunks, replicas, events, excluded = _run([("ok",)])
+    assert len(replicas.requests) == 1 and not events.happened and excluded == []
+    assert len(UNDISTURBED) == 12 and chunks[-1].finish_reason == "length"
+
+
+def test_failure_before_first_token_is_retried_invisibly() -> None:
+    chunks, replicas, events, excluded = _run([("die_after", 0), ("ok",)])
+    assert _tokens(chunks) == UNDISTURBED
+    assert (events.retried, events.resumed) == (1, 0)
+    assert excluded == ["replica-0"]  # named by the error itself: no token carried the replica id
+    assert replicas.requests[1].prompt_token_ids == PROMPT
+
+
+def test_mid_stream_death_resumes_with_the_tokens_sent_and_the_rest_of_max_tokens() -> None:
+    chunks, replicas, events, excluded = _run([("die_after", 5), ("ok",)])
+    assert _tokens(chunks) == UNDISTURBED  # nothing duplicated, nothing missing
+    assert "".join(c.text for c in chunks) == _detok(UNDISTURBED)
+    resumed = replicas.requests[1]
+    assert resumed.prompt_token_ids == PROMPT + UNDISTURBED[:5]
+    assert resumed.sampling.max_tokens == 7
+    assert resumed.request_id != replicas.requests[0].request_id
+    assert (events.retried, events.resumed, excluded) == (0, 1, ["replica-0"])
+    # Usage keeps describing the request as sent, not the longer resumed prompt.
+    assert {c.num_prompt_tokens for c in chunks} == {4} and {c.num_cached_prompt_tokens for c in chunks} == {2}
+
+
+def test_two_failures_in_a_row_still_complete() -> None:
+    chunks, _, events, excluded = _run([("die_after", 3), ("die_after", 2), ("ok",)])
+    assert _tokens(chunks) == UNDISTURBED
+    assert events.resumed == 2 and excluded == ["replica-0", "replica-1"]
+
+
+def test_a_stalled_stream_is_cancelled_and_resumed() -> None:
+    chunks, _, events, excluded = _run([("stall_after", 4), ("ok",)])
+    assert _tokens(chunks) == UNDISTURBED
+    assert events.resumed == 1 and excluded == ["replica-0"]
+
+
+def test_attempts_are_bounded() -> None:
+    with pytest.raises(ReplicaEngineDeadError):
+        _run([("die_after", 1)] * 10, policy=POLICY.model_copy(update={"max_attempts": 3}))
+
+
+def test_a_request_error_is_not_retried() -> None:
+    replicas = ScriptedReplicas([("error",), ("ok",)])
+    request = GenerationRequest("req", PROMPT, SamplingSpec(max_tokens=4, temperature=0))
+    excluded: list[str] = []
+
+    async def collect() -> list[OutputChunk]:
+        return [c async for c in resumable_generation(request, replicas.start, POLICY, excluded.append,
+                                                      FailoverEvents(), _detok)]
+
+    with pytest.raises(ValueError):
+        asyncio.run(collect())
+    assert len(replicas.requests) == 1 and excluded == []  # a bad request is not the replica's fault
+
+
+def test_disabled_failover_surfaces_the_first_failure() -> None:
+    with pytest.raises(ReplicaEngineDeadError):
+        _run([("die_after", 2), ("ok",)], policy=POLICY.model_copy(update={"enabled": False}))
+
+
+def test_death_after_the_last_token_finishes_without_a_new_attempt() -> None:
+    chunks, replicas, _, _ = _run([("die_after", 12)], max_tokens=12)
+    # All 12 tokens arrived; the finish chunk was lost with the replica: the ingress finishes it.
+    assert _tokens(chunks) == UNDISTURBED and chunks[-1].finish_reason == "length"
+    assert len(replicas.requests) == 1
+
+
+def test_held_back_text_is_sent_before_the_next_replicas_tokens() -> None:
+    class HoldsBackText(ScriptedReplicas):
+        async def start(self, request: GenerationRequest) -> AsyncIterator[OutputChunk]:
+            async for chunk in super().start(request):
+                if len(self.requests) == 1:
+                    chunk.text = ""  # the first replica holds all its text back (a stop-string prefix)
+                yield chunk
+
+    replicas = HoldsBackText([("die_after", 3), ("ok",)])
+    request = GenerationRequest("req", PROMPT, SamplingSpec(max_tokens=6, temperature=0))
+
+    async def collect() -> list[OutputChunk]:
+        return [c async for c in resumable_generation(request, replicas.start, POLICY, lambda _: None,
+                                                      FailoverEvents(), _detok)]
+
+    chunks = asyncio.run(collect())
+    assert "".join(c.text for c in chunks) == _detok(_tokens(chunks))
