@@ -17,8 +17,9 @@ from cluster.batch_format import response_line
 from cluster.batch_input import BatchLine
 from configs.schema import LLMModelConfig
 from deployments.completion_stream import Usage
-from deployments.errors import APIError, bad_request, internal_error, model_not_found
+from deployments.errors import APIError, internal_error, model_not_found
 from deployments.openai_framing import CHAT, COMPLETION
+from deployments.prompt_encoding import chat_prompt_ids, completion_prompt_ids
 from deployments.openai_protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -26,7 +27,7 @@ from deployments.openai_protocol import (
     parse_request,
     resolve_max_tokens,
 )
-from engines.tokenizer import ChatTemplateError, PromptTokenizer
+from engines.tokenizer import PromptTokenizer
 from engines.types import GenerationRequest, SamplingSpec
 
 
@@ -81,25 +82,12 @@ def _prepare(line: BatchLine, model: LLMModelConfig, tokenizer: PromptTokenizer)
     if is_chat:
         body = parse_request(ChatCompletionRequest, line.body)
         _check_model(body.model, model)
-        try:
-            prompt = tokenizer.encode_chat([{"role": m.role, "content": m.text()} for m in body.messages])
-        except ChatTemplateError as error:
-            raise bad_request(str(error), param="messages") from None
+        prompt = chat_prompt_ids(tokenizer, body)
         prompt_param = "messages"
     else:
         body = parse_request(CompletionRequest, line.body)
         _check_model(body.model, model)
-        if isinstance(body.prompt, str):
-            prompt = tokenizer.encode(body.prompt)
-        else:
-            vocab = tokenizer.vocab_size
-            bad = next((t for t in body.prompt if not 0 <= t < vocab), None)
-            if bad is not None:
-                raise bad_request(f"Invalid value for 'prompt': token id {bad} is outside the vocabulary "
-                                  f"[0, {vocab})", param="prompt", code="invalid_value")
-            prompt = list(body.prompt)
-        if not prompt:
-            raise bad_request("Invalid value for 'prompt': it encodes to zero tokens", param="prompt")
+        prompt = completion_prompt_ids(tokenizer, body)
         prompt_param = "prompt"
     limits = model.limits
     check_sampling_limits(body, limits.max_n, limits.max_stop_sequences, limits.max_stop_length_chars)

@@ -36,11 +36,12 @@ from deployments.openai_protocol import (
     parse_request,
     resolve_max_tokens,
 )
+from deployments.prompt_encoding import chat_prompt_ids, completion_prompt_ids
 from deployments.replica_failures import is_replica_failure
 from deployments.resumable_generation import FailoverEvents, resumable_generation
 from deployments.sse import SSE_DONE, SSE_MEDIA_TYPE, sse_event
 from deployments.vision_routes import VisionRoutes
-from engines.tokenizer import ChatTemplateError, PromptTokenizer
+from engines.tokenizer import PromptTokenizer
 from engines.types import GenerationRequest, OutputChunk, SamplingSpec
 from router.replica_exclusions import deployment_key, process_exclusions
 
@@ -140,10 +141,7 @@ class Ingress(VisionRoutes):  # VisionRoutes: the /v2 (KServe/Triton) and /v1/vi
     async def chat_completions(self, request: Request) -> Response:
         body = parse_request(ChatCompletionRequest, await _read_json(request))
         served = self._model(body.model)
-        try:
-            prompt = served.tokenizer.encode_chat([{"role": m.role, "content": m.text()} for m in body.messages])
-        except ChatTemplateError as error:
-            raise bad_request(str(error), param="messages") from None
+        prompt = chat_prompt_ids(served.tokenizer, body)
         return await self._complete(served, body, prompt, body.effective_max_tokens(), "messages", CHAT,
                                     request.headers.get("authorization"))
 
@@ -151,17 +149,7 @@ class Ingress(VisionRoutes):  # VisionRoutes: the /v2 (KServe/Triton) and /v1/vi
     async def completions(self, request: Request) -> Response:
         body = parse_request(CompletionRequest, await _read_json(request))
         served = self._model(body.model)
-        if isinstance(body.prompt, str):
-            prompt = served.tokenizer.encode(body.prompt)
-        else:
-            vocab = served.tokenizer.vocab_size
-            bad = next((t for t in body.prompt if not 0 <= t < vocab), None)
-            if bad is not None:
-                raise bad_request(f"Invalid value for 'prompt': token id {bad} is outside the vocabulary "
-                                  f"[0, {vocab})", param="prompt", code="invalid_value")
-            prompt = list(body.prompt)
-        if not prompt:
-            raise bad_request("Invalid value for 'prompt': it encodes to zero tokens", param="prompt")
+        prompt = completion_prompt_ids(served.tokenizer, body)
         return await self._complete(served, body, prompt, body.effective_max_tokens(), "prompt", COMPLETION,
                                     request.headers.get("authorization"))
 
