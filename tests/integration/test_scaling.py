@@ -144,3 +144,27 @@ def test_deleting_the_app_lets_running_streams_finish(serve_instance: None) -> N
     results = asyncio.run(_burst(app, 8, 100, during=delete_mid_stream))  # ~2 s per stream
     assert [r["finish"] for r in results] == ["length"] * 8
     assert all(len(r["text"]) > 0 for r in results)
+
+
+def test_scale_to_zero_and_back_on_the_first_request(serve_instance: None) -> None:
+    from ray import serve
+
+    app = deploy_profile("test-fake", "zero", "/zero", model_overrides={
+        "autoscaling": {"min_replicas": 0, "max_replicas": 1, "target_ttft_s": None, "upscale_delay_s": 0,
+                        "downscale_delay_s": 3, "look_back_period_s": 2},
+        "failover": {"first_token_timeout_s": 90},
+    })
+    try:
+        deadline = time.monotonic() + 90
+        while _replica_states("zero").get("RUNNING", 0) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert _replica_states("zero").get("RUNNING", 0) == 0, "idle deployment did not scale to zero"
+        start = time.monotonic()
+        r = httpx.post(f"{app.base_url}/completions", timeout=120,
+                       json={"model": app.model, "prompt": "wake up", "max_tokens": 4, "temperature": 0})
+        waited = time.monotonic() - start
+        assert r.status_code == 200, r.text  # the first request waited for a replica to start
+        assert r.json()["choices"][0]["finish_reason"] == "length"
+        print(f"scale from zero: first request answered after {waited:.1f} s")
+    finally:
+        serve.delete("zero")
