@@ -24,8 +24,9 @@ os.environ.update(serve_environment(RayConfig(), HttpConfig()))
 SERVE_PORT = int(os.environ.get("WARMSERVE_TEST_PORT", "8123"))
 # Serve's HAProxy also binds a metrics and a stats port, fixed by default (9101, 8404): derived from the
 # test port instead, so two test sessions (or a test session beside `warmserve up`) can share a machine.
-os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(SERVE_PORT + 1))
-os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(SERVE_PORT + 2))
+# (Offset by 1000: the CLI test serves on SERVE_PORT + 1, and its `warmserve up` inherits this environment.)
+os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(SERVE_PORT + 1001))
+os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(SERVE_PORT + 1002))
 DEPLOY_TIMEOUT_S = 600.0
 
 
