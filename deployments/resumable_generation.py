@@ -95,10 +95,12 @@ async def resumable_generation(request: GenerationRequest, start_attempt: StartA
             request if attempt == 0 else replace(request, request_id=f"{request.request_id}-a{attempt}"))
         stream = start_attempt(attempt_request)
         replica: str | None = None
+        attempt_started = False
         try:
             while True:
-                # Before any token the request may wait in a queue; after one, silence means a wedge.
-                timeout = policy.stall_timeout_s if progress.token_ids else policy.first_token_timeout_s
+                # Before an attempt's first token it may wait in a queue (a resumed attempt too: it is a new
+                # request on another replica); after one, silence means a wedge.
+                timeout = policy.stall_timeout_s if attempt_started else policy.first_token_timeout_s
                 if first_failure_at is not None:  # after a failure, no wait outlasts the retry window
                     timeout = max(0.0, min(timeout, first_failure_at + policy.retry_window_s - clock()))
                 try:
@@ -110,6 +112,7 @@ async def resumable_generation(request: GenerationRequest, start_attempt: StartA
                 if chunk is None:  # ended without a finish reason (should not happen): end here too
                     return
                 replica = chunk.replica_id or replica
+                attempt_started = True
                 _restore_prompt_usage(chunk, progress)
                 if catch_up:
                     chunk.text, catch_up = catch_up + chunk.text, ""

@@ -120,9 +120,9 @@ def vllm_app(serve_instance: None) -> Iterator[DeployedApp]:
 # Tests that must run first or last, whatever order the paths were given in: the CLI test starts and
 # stops its own Ray head (`./warmserve up/down`) before anything creates the shared test cluster; the
 # real-vLLM failover test SIGKILLs an engine, leaving the shared app a replica short while Serve replaces it.
-RUN_FIRST = {"test_cli_up.py"}
-RUN_LAST = {"test_failover_vllm.py"}
+# The TP=2 test deletes the shared vLLM app to free the cores, so it comes after everything using that app.
+RUN_ORDER = {"test_cli_up.py": 0, "test_failover_vllm.py": 2, "test_tp2_profile.py": 3}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: 0 if item.path.name in RUN_FIRST else 2 if item.path.name in RUN_LAST else 1)
+    items.sort(key=lambda item: RUN_ORDER.get(item.path.name, 1))

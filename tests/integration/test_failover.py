@@ -43,8 +43,10 @@ def _prompt(i: int) -> str:
     return f"Request {i}: tell me about the number {i * 7919} and its neighbours, please."
 
 
-async def _stream(client: httpx.AsyncClient, app: DeployedApp, i: int) -> dict:
-    """One greedy streaming completion: its text, finish reason, replica and failover metadata."""
+async def _stream(client: httpx.AsyncClient, app: DeployedApp, i: int,
+                  progress: dict[int, tuple[str | None, int]] | None = None) -> dict:
+    """One greedy streaming completion: its text, finish reason, replica and failover metadata; `progress`
+    gets (replica, events received so far) as the stream runs."""
     body = {"model": app.model, "prompt": _prompt(i), "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
     text, finish, failover = [], None, None
     async with client.stream("POST", f"{app.base_url}/completions", json=body) as response:
@@ -54,19 +56,23 @@ async def _stream(client: httpx.AsyncClient, app: DeployedApp, i: int) -> dict:
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             event = json.loads(line[6:])
-            assert "error" not in event, event
+            assert "error" not in event, (event, i, replica, len(text))
             for choice in event["choices"]:
                 text.append(choice["text"])
                 finish = choice["finish_reason"] or finish
+            if progress is not None:
+                progress[i] = (replica, len(text))
             failover = event.get("warmserve", {}).get("failover", failover)
     return {"text": "".join(text), "finish": finish, "replica": replica, "failover": failover}
 
 
 async def _burst(app: DeployedApp, n: int = CONCURRENCY, during=None) -> list[dict]:
+    """`n` concurrent streams; `during(progress)` runs beside them with their live progress."""
+    progress: dict[int, tuple[str | None, int]] = {}
     async with httpx.AsyncClient(timeout=60) as client:
-        tasks = [asyncio.create_task(_stream(client, app, i)) for i in range(n)]
+        tasks = [asyncio.create_task(_stream(client, app, i, progress)) for i in range(n)]
         if during is not None:
-            await during()
+            await during(progress)
         return await asyncio.gather(*tasks)
 
 
@@ -114,6 +120,16 @@ def _check_all_identical(results: list[dict], expected: list[str]) -> int:
     return sum(1 for r in results if r["failover"])
 
 
+async def _busy_replica(progress: dict[int, tuple[str | None, int]], min_events: int = 5) -> str:
+    """The replica of the first stream to reach `min_events` tokens: the router may put a whole burst on
+    one replica, so faults go where streams really run, mid-stream."""
+    deadline = time.monotonic() + 30
+    while not (busy := [replica for replica, events in progress.values() if replica and events >= min_events]):
+        assert time.monotonic() < deadline, f"no stream got going: {progress}"
+        await asyncio.sleep(0.01)
+    return busy[0]
+
+
 def test_engine_death_mid_stream_loses_no_request(failover_app: DeployedApp, fault_dir: Path,
                                                   undisturbed: list[str]) -> None:
     victim = _replica_ids(failover_app)[0]
@@ -128,24 +144,31 @@ def test_engine_death_mid_stream_loses_no_request(failover_app: DeployedApp, fau
     _wait_for_two_healthy_replicas(failover_app)  # Serve's health check replaced the dead one
 
 
-def test_replica_actor_killed_mid_stream_loses_no_request(failover_app: DeployedApp,
+def test_replica_actor_killed_mid_stream_loses_no_request(failover_app: DeployedApp, fault_dir: Path,
                                                           undisturbed: list[str]) -> None:
     import ray
 
-    victim = _replica_ids(failover_app)[0]
-    actor = ray.get_actor(f"SERVE_REPLICA::failover#llm-tiny-fake#{victim}", namespace="serve")
+    for leftover in fault_dir.glob("*.json"):  # a fault no request consumed must not fire here
+        leftover.unlink()
+    _replica_ids(failover_app)  # both replicas answering (the previous test's victim replaced)
 
-    async def kill_after_some_tokens() -> None:
-        await asyncio.sleep(0.4)  # ~20 tokens into every stream
-        ray.kill(actor, no_restart=True)
+    killed: list[str] = []
+
+    async def kill_after_some_tokens(progress: dict[int, tuple[str | None, int]]) -> None:
+        killed.append(await _busy_replica(progress))
+        ray.kill(ray.get_actor(f"SERVE_REPLICA::failover#llm-tiny-fake#{killed[0]}", namespace="serve"),
+                 no_restart=True)
 
     results = asyncio.run(_burst(failover_app, during=kill_after_some_tokens))
     assert _check_all_identical(results, undisturbed) >= 1
+    assert all(killed[0] in r["failover"]["failed_replicas"] for r in results if r["failover"])
     _wait_for_two_healthy_replicas(failover_app)
 
 
 def test_stalled_replica_is_left_and_its_streams_resume(failover_app: DeployedApp, fault_dir: Path,
                                                         undisturbed: list[str]) -> None:
+    for leftover in fault_dir.glob("*.json"):
+        leftover.unlink()
     victim = _replica_ids(failover_app)[0]
     (fault_dir / f"{victim}.json").write_text(json.dumps({"stall_after_tokens": 5, "stall_s": 30}))
     start = time.monotonic()

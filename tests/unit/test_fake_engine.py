@@ -135,3 +135,4 @@ def test_chained_hashes_depend_on_whole_prefix() -> None:
     b = chained_block_hashes([9, 2, 3, 4], 2)
     assert a[1] != b[1]  # same block tokens, different prefix
     assert chained_block_hashes([1, 2, 3, 4], 2) == a[:2]
+
