@@ -65,7 +65,8 @@ def _is_engine_process(process: object) -> bool:
 
 
 def inject(kind: FaultKind, app: str, deployment: str, rng: random.Random, stall_s: float = 10.0) -> str:
-    """Apply one fault to a replica of the deployment chosen by `rng`; returns what was done."""
+    """Apply one fault to a replica of the deployment; returns what was done. `replica_kill` picks with `rng`;
+    engine faults pick the replica whose engine is busiest, so the fault meets requests in flight."""
     if kind == "replica_kill":
         import ray
 
@@ -80,7 +81,7 @@ def inject(kind: FaultKind, app: str, deployment: str, rng: random.Random, stall
     if not engines:
         raise RuntimeError(f"no replica of {app}/{deployment} on this machine has an engine process (an "
                            "in-process fake engine, or replicas on other nodes): use replica_kill")
-    replica_pid = rng.choice(sorted(engines))
+    replica_pid = _busiest_replica(engines, rng)
     engine = engines[replica_pid]
     if kind == "engine_kill":
         for pid in engine:
@@ -92,6 +93,36 @@ def inject(kind: FaultKind, app: str, deployment: str, rng: random.Random, stall
     resume.daemon = True
     resume.start()
     return f"SIGSTOP engine pids {engine} of replica pid {replica_pid} for {stall_s:.0f} s"
+
+
+def _busiest_replica(engines: dict[int, list[int]], rng: random.Random, sample_s: float = 0.5) -> int:
+    """The replica whose engine burns the most CPU over `sample_s`: a fault is only worth injecting into
+    a replica with requests in flight, and the router may well have put the whole load on one replica
+    (prefix affinity). When none is busy, `rng` picks."""
+    import time
+
+    import psutil
+
+    processes = {replica: [psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)]
+                 for replica, pids in engines.items()}
+    for replica_processes in processes.values():
+        for process in replica_processes:
+            _cpu_percent(process)  # the first call only starts psutil's measurement interval
+    time.sleep(sample_s)
+    load = {replica: sum(_cpu_percent(p) for p in ps) for replica, ps in processes.items()}
+    busiest = max(load.values(), default=0.0)
+    if busiest < 5.0:  # percent of one core: nothing is decoding
+        return rng.choice(sorted(engines))
+    return rng.choice(sorted(replica for replica, cpu in load.items() if cpu == busiest))
+
+
+def _cpu_percent(process: object) -> float:
+    import psutil
+
+    try:
+        return float(process.cpu_percent(None))  # type: ignore[attr-defined]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0.0
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

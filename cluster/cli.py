@@ -60,12 +60,22 @@ def _connect(address: str, namespace: str, joined: bool) -> None:
     ray.init(address=address, namespace=namespace, runtime_env=runtime_env, log_to_driver=False)
 
 
+def _warn_if_open_to_the_network(config: ClusterConfig) -> None:
+    from configs.schema import is_loopback
+
+    if not is_loopback(config.http.host) and not config.security.api_keys:
+        print(f"[warmserve] WARNING: http.host={config.http.host} accepts connections from the network and "
+              "security.api_keys is empty, so anyone who reaches it can use the models; set API keys and "
+              "front it with TLS (docs/operations.md)", file=sys.stderr, flush=True)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from cluster.ray_control import ClusterState, local_head_is_running, start_local_head
     from cluster.serve_control import deploy, prepare_models, wait_until_answering
     from cluster.serve_environment import serve_environment
 
     config = _load_or_exit(args.config)
+    _warn_if_open_to_the_network(config)
     model_paths = prepare_models(config)
     # Serve reads these switches in every process that touches it, this driver included (it creates the
     # deployment handles the ingress uses), before `ray.serve` is first imported.
@@ -126,11 +136,12 @@ def cmd_down(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(_: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     from ray import serve
 
     from cluster.ray_control import ClusterState
     from cluster.serve_control import replica_counts, status_name
+    from cluster.status_table import replica_table
 
     state = ClusterState.load()
     if state is None:
@@ -144,6 +155,9 @@ def cmd_status(_: argparse.Namespace) -> int:
         print(f"{app_name:40} {status_name(app.status):14}")
         for name, deployment in app.deployments.items():
             print(f"  {name:38} {status_name(deployment.status):14} {replica_counts(deployment) or '-'}")
+    print()
+    for line in replica_table(state.http_url, args.api_key):
+        print(line)
     return 0
 
 
@@ -201,7 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--skip-preflight", action="store_true", help="deploy without the multi-node link check")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
-    sub.add_parser("status", help="show deployments, replicas and their health").set_defaults(func=cmd_status)
+    status = sub.add_parser("status", help="show deployments, and each LLM replica's load, KV cache use, "
+                                           "prefix-cache hits and health")
+    status.add_argument("--api-key", default=None, help="for /metrics when security.metrics_require_key is set")
+    status.set_defaults(func=cmd_status)
     validate = sub.add_parser("validate", help="validate a config file and print it resolved")
     validate.add_argument("config")
     validate.set_defaults(func=cmd_validate)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from configs.loader import ConfigError, ConfigIssue, load_config
 from configs.schema import ClusterConfig
+from configs.security_schema import ApiKeyError, read_key_secret
 from engines.model_store.store import UnknownModelError, check_reference
 
 
@@ -18,6 +19,11 @@ def check_models(config: ClusterConfig, source: str) -> None:
             check_reference(model.model)
         except UnknownModelError as error:
             issues.append(ConfigIssue(f"models.{index}.model", str(error)))
+    for index, key in enumerate(config.security.api_keys):  # an unset key_env fails here, not at build
+        try:
+            read_key_secret(key)
+        except ApiKeyError as error:
+            issues.append(ConfigIssue(f"security.api_keys.{index}", str(error)))
     if issues:
         raise ConfigError(source, issues)
 

@@ -64,11 +64,38 @@ def replica_counts(deployment: DeploymentStatusOverview) -> str:
     return ", ".join(f"{count} {status_name(state)}" for state, count in deployment.replica_states.items())
 
 
-def _post_json(url: str, payload: dict[str, object], timeout_s: float) -> dict[str, object]:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
+def _post_json(url: str, payload: dict[str, object], timeout_s: float, api_key: str | None) -> dict[str, object]:
+    headers = {"Content-Type": "application/json"}
+    if api_key is not None:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers)
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
         return json.loads(response.read())
+
+
+def _smoke_test_key(config: ClusterConfig) -> tuple[bool, str | None]:
+    """(can the smoke request authenticate, with which key): with API keys configured it needs one given
+    in clear (key, key_env, key_file); keys given only as digests leave nothing to present."""
+    from configs.security_schema import read_key_secret
+
+    if not config.security.api_keys:
+        return True, None
+    for key in config.security.api_keys:
+        secret = read_key_secret(key)
+        if secret is not None:
+            return True, secret
+    return False, None
+
+
+def _answers_unauthenticated_with_401(base_url: str) -> str:
+    try:
+        urllib.request.urlopen(f"{base_url}/v1/models", timeout=30)
+    except urllib.error.HTTPError as error:
+        if error.code == 401:
+            return "the endpoint answers (401 without a key; API keys are configured as digests only, so no "\
+                   "chat request was tried)"
+        raise
+    raise RuntimeError(f"{base_url}/v1/models answered without an API key although security.api_keys is set")
 
 
 def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, timeout_s: float) -> str:
@@ -90,9 +117,13 @@ def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, ti
                 if model is None:  # vision models only: the KServe readiness route says it
                     with urllib.request.urlopen(f"{base_url}/v2/health/ready", timeout=30) as response:
                         return f"vision models ready (HTTP {response.status})"
+                can_authenticate, api_key = _smoke_test_key(config)
+                if not can_authenticate:
+                    return _answers_unauthenticated_with_401(base_url)
                 answer = _post_json(f"{base_url}/v1/chat/completions", {
                     "model": model, "temperature": 0, "max_tokens": 16,
-                    "messages": [{"role": "user", "content": "What is the capital of France?"}]}, timeout_s=120)
+                    "messages": [{"role": "user", "content": "What is the capital of France?"}]}, timeout_s=120,
+                    api_key=api_key)
                 return str(answer["choices"][0]["message"]["content"])  # type: ignore[index]
             except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError) as error:
                 refused_while_running += 1

@@ -7,6 +7,7 @@ typo or an absurd value fails at load time with the field path, not at the first
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -20,6 +21,18 @@ from configs.reliability_schema import (
     FailoverConfig,
     HealthConfig,
 )
+from configs.observability_schema import ObservabilityConfig
+from configs.security_schema import SecurityConfig
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an IP address or "localhost") is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # another hostname: it may resolve to anything
+        return False
 
 
 class RayConfig(StrictModel):
@@ -29,8 +42,14 @@ class RayConfig(StrictModel):
     # More logical CPUs than cores: on a 2-core machine Serve could not otherwise place the ingress and
     # the proxy beside the engine replicas (DESIGN.md, "Ray on 2 cores").
     num_cpus: int = Field(default=8, ge=1, le=4096)
+    # The dashboard serves Ray's job API, which runs any code it is sent: remote code execution for
+    # whoever reaches it (Ray's token auth, which `warmserve up` turns on, is its only other guard).
+    # Loopback unless `allow_public_bind`.
     dashboard_host: str = Field(default="127.0.0.1", min_length=1)
     dashboard_port: int = Field(default=8265, ge=1024, le=65535)
+    # Opt in to binding the dashboard and its job API beyond loopback: only on a network where every host
+    # that can reach it is trusted (docs/operations.md, "Security model").
+    allow_public_bind: bool = False
     namespace: str = Field(default="warmserve", min_length=1, max_length=64)
     # Ray Serve's throughput-optimized mode: user code and routers on the replica's own event loop (no
     # cross-thread hop per message), handle calls over gRPC, GC frozen after start. It halved the CPU the
@@ -43,6 +62,16 @@ class RayConfig(StrictModel):
     # How often replicas and handles push autoscaling metrics to the controller (only for autoscaled
     # models). Ray's 10 s would add that much to every scaling reaction.
     serve_autoscaling_metrics_push_s: float = Field(default=2.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> RayConfig:
+        if not is_loopback(self.dashboard_host) and not self.allow_public_bind:
+            raise ValueError(
+                f"ray: dashboard_host={self.dashboard_host!r} is not a loopback address. Ray's job API, served by "
+                "the dashboard, runs any code it is sent, so exposing it beyond this machine invites remote code "
+                "execution. Set ray.allow_public_bind: true only on a trusted network, behind a firewall "
+                "(docs/operations.md, 'Security model')")
+        return self
 
 
 class HttpConfig(StrictModel):
@@ -158,6 +187,10 @@ class RequestLimits(StrictModel):
     max_tokens_default: int = Field(default=256, ge=1, le=1_048_576)
     max_stop_sequences: int = Field(default=8, ge=0, le=64)
     max_stop_length_chars: int = Field(default=128, ge=1, le=4096)
+    # Longest prompt (in tokens, after the chat template) accepted; None = what max_model_len leaves room for.
+    max_prompt_tokens: int | None = Field(default=None, ge=1, le=1_048_576)
+    # Largest max_tokens a request may ask for; None = what max_model_len leaves after the prompt.
+    max_tokens_limit: int | None = Field(default=None, ge=1, le=1_048_576)
 
 
 class RouterConfig(StrictModel):
@@ -275,6 +308,8 @@ class ClusterConfig(StrictModel):
     vision_models: list[VisionModelConfig] = Field(default=[], max_length=64)
     # Where the model store keeps prepared checkpoints; None = ~/.cache/warmserve/models.
     model_cache_dir: str | None = None
+    security: SecurityConfig = SecurityConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> ClusterConfig:
@@ -285,4 +320,10 @@ class ClusterConfig(StrictModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"models: duplicate model names {duplicates}")
+        # A JSON body carries an image base64-encoded: 4/3 of its bytes.
+        largest_image = max((m.max_image_bytes for m in self.vision_models), default=0)
+        if largest_image * 4 // 3 > self.security.max_body_bytes:
+            raise ValueError(f"security.max_body_bytes ({self.security.max_body_bytes}) cannot hold a base64 image "
+                             f"of vision max_image_bytes ({largest_image}): raise it to at least "
+                             f"{largest_image * 4 // 3 + 1024}")
         return self

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from configs.reliability_schema import AdmissionConfig
@@ -21,11 +22,14 @@ def too_many_requests(message: str, retry_after_s: int) -> APIError:
                     retry_after_s=retry_after_s)
 
 
-def client_identity(authorization: str | None, user: str | None) -> str | None:
-    """Whom a request counts against: its API key (hashed, never kept in clear), else the OpenAI `user`
-    field; None for anonymous requests, which only the model-wide bound limits. (Behind Serve's HAProxy
-    every connection comes from the proxy, so the peer address would lump all anonymous clients together.)
+def client_identity(authorization: str | None, user: str | None, api_key: str | None = None) -> str | None:
+    """Whom a request counts against: the name of the configured API key it authenticated with, else its
+    Authorization header (hashed, never kept in clear), else the OpenAI `user` field; None for anonymous
+    requests, which only the model-wide bound limits. (Behind Serve's HAProxy every connection comes from
+    the proxy, so the peer address would lump all anonymous clients together.)
     """
+    if api_key:
+        return "apikey:" + api_key
     if authorization:
         return "key:" + hashlib.sha256(authorization.encode()).hexdigest()[:16]
     if user:
@@ -42,11 +46,15 @@ class AdmissionTicket:
     client: str | None
     slots: int
     released: bool = False
+    # Also run once on release: settles what else the request reserved (its API key's tokens).
+    on_release: Callable[[], None] | None = None
 
     def release(self) -> None:
         if not self.released:
             self.released = True
             self.gate._release(self.client, self.slots)
+            if self.on_release is not None:
+                self.on_release()
 
     def release_with(self, owner: object) -> None:
         """Also release when `owner` (a streaming body that may never be iterated) is collected."""

@@ -8,7 +8,9 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.config import RequestRouterConfig
 
+from configs.observability_schema import ObservabilityConfig
 from configs.schema import ClusterConfig, LLMModelConfig
+from deployments.api_keys import resolve_key
 from deployments.ingress import Ingress
 from deployments.llm_autoscaling import serve_autoscaling_config
 from deployments.llm_replica import LLMReplica
@@ -68,7 +70,7 @@ def without_replica_count(model: LLMModelConfig) -> LLMModelConfig:
     return model.model_copy(update={"num_replicas": 1, "autoscaling": None})
 
 
-def _llm_deployment(model: LLMModelConfig, model_path: Path) -> Application:
+def _llm_deployment(model: LLMModelConfig, model_path: Path, observability: ObservabilityConfig) -> Application:
     resources = replica_resources(model)
     scaling: dict[str, object] = (
         {"autoscaling_config": serve_autoscaling_config(model.autoscaling)} if model.autoscaling is not None
@@ -89,7 +91,8 @@ def _llm_deployment(model: LLMModelConfig, model_path: Path) -> Application:
         "request_router_config": request_router_config(model),
     }
     options.update(replica_placement_options(resources))
-    return serve.deployment(LLMReplica).options(**options).bind(without_replica_count(model), str(model_path))
+    return serve.deployment(LLMReplica).options(**options).bind(without_replica_count(model), str(model_path),
+                                                                observability)
 
 
 def replica_placement_options(resources: ReplicaResources) -> dict[str, object]:
@@ -110,7 +113,7 @@ def replica_placement_options(resources: ReplicaResources) -> dict[str, object]:
 
 
 def build_app(config: ClusterConfig, model_paths: dict[str, Path]) -> Application:
-    handles = {m.name: _llm_deployment(m, model_paths[m.name]) for m in config.models}
+    handles = {m.name: _llm_deployment(m, model_paths[m.name], config.observability) for m in config.models}
     # Vision models are prepared here unless model_paths already holds their folders.
     vision_handles, vision_labels = vision_deployments(config, model_paths)
     # On `warmserve down` the ingress drains too: it outlasts the LLM replicas' grace period, so streams
@@ -122,4 +125,6 @@ def build_app(config: ClusterConfig, model_paths: dict[str, Path]) -> Applicatio
         [without_replica_count(m) for m in config.models], {name: str(path) for name, path in model_paths.items()},
         handles, config.http,
         list(config.vision_models), vision_handles, vision_labels,
+        # Only digests of the keys travel into the app (deployments/api_keys.py).
+        config.security, [resolve_key(k) for k in config.security.api_keys], config.observability,
     )

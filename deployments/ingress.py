@@ -7,41 +7,55 @@ DeploymentHandle. Every failure leaves as an OpenAI error body with a 4xx/5xx st
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from configs.observability_schema import ObservabilityConfig
 from configs.schema import HttpConfig, LLMModelConfig
+from configs.security_schema import SecurityConfig
 from configs.vision_schema import VisionModelConfig
 from deployments.admission import AdmissionGate, AdmissionTicket, client_identity
+from deployments.api_keys import ResolvedKey
 from deployments.completion_stream import IndexedChunk, Usage, merged_streams
-from deployments.errors import APIError, bad_request, internal_error, model_not_found, service_unavailable
+from deployments.errors import APIError, internal_error, model_not_found, service_unavailable
 from deployments.handle_calls import call_with_own_request_id
+from deployments import openapi_docs as docs
 from deployments.http_app import app
+from deployments.metrics import observed_generation, watch_admission
+from deployments.metrics_routes import MetricsRoutes
 from deployments.openai_framing import CHAT, COMPLETION, Framing
 from deployments.openai_protocol import (
     ChatCompletionRequest,
     CompletionRequest,
+    RequestT,
     check_sampling_limits,
+    decode_json,
     parse_request,
     resolve_max_tokens,
 )
 from deployments.prompt_encoding import chat_prompt_ids, completion_prompt_ids
 from deployments.replica_failures import is_replica_failure
+from deployments.request_bounds import check_token_bounds
+from deployments.request_logging import bind_request, configure_logging
 from deployments.resumable_generation import FailoverEvents, resumable_generation
+from deployments.security_middleware import api_key_name, key_limiter, process_security
 from deployments.sse import SSE_DONE, SSE_MEDIA_TYPE, sse_event
+from deployments.tracing import TRACE_ID_HEADER, configure_tracing, end_span
 from deployments.vision_routes import VisionRoutes
 from engines.tokenizer import PromptTokenizer
+from engines.trace_context import carrier_of, context_from_headers, trace_id_of, tracer
 from engines.types import GenerationRequest, OutputChunk, SamplingSpec
 from router.replica_exclusions import deployment_key, process_exclusions
 
@@ -69,12 +83,16 @@ class ServedModel:
         process_exclusions().exclude(self.exclusion_key, replica_id, self.config.failover.exclude_s)
 
 
-async def _read_json(request: Request) -> object:
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise bad_request(f"request body is not valid JSON: {error}") from None
+async def _parse(request: Request, model: type[RequestT]) -> RequestT:
+    """The body read and validated, as a span of the request's trace (a 4xx is not a server error)."""
+    with tracer().start_as_current_span("ingress.parse", record_exception=False, set_status_on_exception=False):
+        return parse_request(model, decode_json(await request.body()))
+
+
+def _record_usage(span: Span, usage: Usage) -> None:
+    span.set_attributes({"gen_ai.usage.input_tokens": usage.prompt_tokens,
+                         "gen_ai.usage.output_tokens": usage.completion_tokens,
+                         "warmserve.cached_tokens": usage.cached_tokens})
 
 
 @dataclass(slots=True)
@@ -90,21 +108,31 @@ class _Reply:
     failover: FailoverEvents
     ticket: AdmissionTicket
     retry_after_s: int
+    span: Span  # the request's server span; a stream ends it when the stream ends
 
 
 @serve.deployment(name="ingress")
 @serve.ingress(app)
-class Ingress(VisionRoutes):  # VisionRoutes: the /v2 (KServe/Triton) and /v1/vision routes
+class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/vision routes; /metrics
     def __init__(self, models: list[LLMModelConfig], model_paths: dict[str, str],
                  handles: dict[str, DeploymentHandle], http: HttpConfig,
                  vision_models: list[VisionModelConfig] | None = None,
                  vision_handles: dict[str, DeploymentHandle] | None = None,
-                 vision_labels: dict[str, list[str]] | None = None) -> None:
+                 vision_labels: dict[str, list[str]] | None = None,
+                 security: SecurityConfig | None = None, api_keys: list[ResolvedKey] | None = None,
+                 observability: ObservabilityConfig | None = None) -> None:
+        observability = observability or ObservabilityConfig()
+        configure_tracing(observability.tracing, "ingress")
+        configure_logging(observability.logging, "ingress")
+        self._log_prompts = observability.logging.log_prompts
+        security = security or SecurityConfig()
+        process_security().configure(api_keys or [], security.max_body_bytes, security.metrics_require_key)
         self._init_vision(vision_models or [], vision_handles or {}, vision_labels or {}, http.request_timeout_s)
         created = int(time.time())
         self._models = {
             m.name: ServedModel.create(m, model_paths[m.name], handles[m.name], created) for m in models
         }
+        watch_admission({name: served.admission for name, served in self._models.items()})  # queue depth
         self._timeout_s = http.request_timeout_s
 
     def _model(self, name: str) -> ServedModel:
@@ -113,11 +141,11 @@ class Ingress(VisionRoutes):  # VisionRoutes: the /v2 (KServe/Triton) and /v1/vi
             raise model_not_found(name, sorted(self._models))
         return served
 
-    @app.get("/health")
+    @app.get("/health", response_model=None, responses=docs.HEALTH_RESPONSES)
     async def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready")
+    @app.get("/ready", response_model=None, responses=docs.READY_RESPONSES)
     async def ready(self) -> Response:
         """200 once every model has a replica answering `stats`; 503 (with what is missing) otherwise."""
         missing = []
@@ -130,34 +158,62 @@ class Ingress(VisionRoutes):  # VisionRoutes: the /v2 (KServe/Triton) and /v1/vi
             return service_unavailable(f"models not ready: {'; '.join(missing)}", retry_after_s=5).response()
         return JSONResponse({"status": "ready", "models": sorted(self._models)})
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=None, responses=docs.MODELS_RESPONSES)
     async def list_models(self) -> dict[str, Any]:
         return {"object": "list", "data": [
             {"id": name, "object": "model", "created": s.created, "owned_by": "warmserve",
              "max_model_len": s.config.engine.max_model_len}
             for name, s in sorted(self._models.items())] + self.vision_model_cards()}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", openapi_extra=docs.CHAT_COMPLETION_BODY,
+              responses=docs.CHAT_COMPLETION_RESPONSES)
     async def chat_completions(self, request: Request) -> Response:
-        body = parse_request(ChatCompletionRequest, await _read_json(request))
+        return await self._traced(request, "/v1/chat/completions", self._chat)
+
+    async def _chat(self, request: Request) -> Response:
+        body = await _parse(request, ChatCompletionRequest)
         served = self._model(body.model)
         prompt = chat_prompt_ids(served.tokenizer, body)
-        return await self._complete(served, body, prompt, body.effective_max_tokens(), "messages", CHAT,
-                                    request.headers.get("authorization"))
+        return await self._complete(served, body, prompt, body.effective_max_tokens(), "messages", CHAT, request)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", openapi_extra=docs.COMPLETION_BODY, responses=docs.COMPLETION_RESPONSES)
     async def completions(self, request: Request) -> Response:
-        body = parse_request(CompletionRequest, await _read_json(request))
+        return await self._traced(request, "/v1/completions", self._completion)
+
+    async def _completion(self, request: Request) -> Response:
+        body = await _parse(request, CompletionRequest)
         served = self._model(body.model)
         prompt = completion_prompt_ids(served.tokenizer, body)
-        return await self._complete(served, body, prompt, body.effective_max_tokens(), "prompt", COMPLETION,
-                                    request.headers.get("authorization"))
+        return await self._complete(served, body, prompt, body.effective_max_tokens(), "prompt", COMPLETION, request)
+
+    async def _traced(self, request: Request, route: str,
+                      handler: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Run `handler` inside the request's server span (parented on the client's `traceparent`) and return
+        the trace id in `x-trace-id`. A streamed response ends the span when its stream ends (`_sse`)."""
+        span = tracer().start_span(f"POST {route}", context=context_from_headers(request.headers),
+                                   kind=SpanKind.SERVER, attributes={"http.route": route})
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                response = await handler(request)
+        except APIError as error:
+            end_span(span, error.status_code)
+            raise
+        except BaseException as error:
+            end_span(span, 500, type(error).__name__)
+            raise
+        trace_id = trace_id_of(span)
+        if trace_id is not None:
+            response.headers[TRACE_ID_HEADER] = trace_id
+        if not isinstance(response, StreamingResponse):
+            end_span(span, response.status_code)
+        return response
 
     async def _complete(self, served: ServedModel, body: ChatCompletionRequest | CompletionRequest,
                         prompt: list[int], requested_max_tokens: int | None, prompt_param: str,
-                        framing: Framing, authorization: str | None) -> Response:
+                        framing: Framing, http_request: Request) -> Response:
         limits = served.config.limits
         check_sampling_limits(body, limits.max_n, limits.max_stop_sequences, limits.max_stop_length_chars)
+        check_token_bounds(limits, len(prompt), requested_max_tokens, prompt_param)
         max_tokens = resolve_max_tokens(requested_max_tokens, len(prompt), served.config.engine.max_model_len,
                                         limits.max_tokens_default, prompt_param)
         request_id = framing.id_prefix + uuid.uuid4().hex
@@ -171,23 +227,47 @@ class Ingress(VisionRoutes):  # VisionRoutes: the /v2 (KServe/Triton) and /v1/vi
             )
             for i in range(body.n)
         ]
-        # Refused here, at once, when the model or this client is over its bound (429/503, Retry-After).
-        ticket = served.admission.admit(client_identity(authorization, body.user), body.n)
+        # Refused here, at once, when the model, this client or its API key is over a bound (429/503,
+        # Retry-After). The key's tokens are reserved for the most the request may use, settled at its end.
+        key_name = api_key_name(http_request.scope)
+        limiter = key_limiter(key_name)
+        settle_tokens = None if limiter is None else limiter.reserve_tokens(len(prompt) + body.n * max_tokens)
+        client = client_identity(http_request.headers.get("authorization"), body.user, key_name)
         try:
-            return await self._run(served, body, requests, request_id, framing, ticket)
+            ticket = served.admission.admit(client, body.n)
+        except APIError:
+            if settle_tokens is not None:
+                settle_tokens(0)
+            raise
+        usage = Usage()
+        if settle_tokens is not None:
+            ticket.on_release = lambda: settle_tokens(usage.prompt_tokens + usage.completion_tokens)
+        try:
+            return await self._run(served, body, requests, request_id, framing, ticket, usage)
         except BaseException:
             ticket.release()
             raise
 
     async def _run(self, served: ServedModel, body: ChatCompletionRequest | CompletionRequest,
                    requests: list[GenerationRequest], request_id: str, framing: Framing,
-                   ticket: AdmissionTicket) -> Response:
-        reply = _Reply(framing, request_id, int(time.time()), body.model, body.n, Usage(), FailoverEvents(),
-                       ticket, served.config.admission.retry_after_s)
+                   ticket: AdmissionTicket, usage: Usage) -> Response:
+        span = trace.get_current_span()  # the request's server span (`_traced`)
+        bind_request(request_id, trace_id_of(span))
+        if self._log_prompts:  # opt-in only: prompts often hold personal or secret data
+            logger.info("prompt of %d tokens: %r", len(requests[0].prompt_token_ids),
+                        served.tokenizer.decode(requests[0].prompt_token_ids))
+        span.set_attributes({"warmserve.request_id": request_id, "gen_ai.request.model": body.model,
+                             "gen_ai.request.max_tokens": requests[0].sampling.max_tokens,
+                             "warmserve.n": body.n, "warmserve.stream": body.stream})
+        failover = FailoverEvents(listener=lambda kind, details: span.add_event(f"failover.{kind}", details))
+        reply = _Reply(framing, request_id, int(time.time()), body.model, body.n, usage, failover, ticket,
+                       served.config.admission.retry_after_s, span)
         stream = merged_streams(requests, self._starter(served, reply.failover), reply.usage)
+        stream = observed_generation(body.model, stream, reply.usage)  # TTFT, ITL, E2E, tokens (/metrics)
         # Wait for the first chunk before answering, so a failure before any token is a proper error
         # status rather than a 200 followed by a broken stream.
         first = await self._first_chunk(stream, reply.retry_after_s)
+        span.add_event("first_token")
         headers = {"x-request-id": request_id}
         if first.chunk.replica_id:  # which replica the router chose (choice 0 when n > 1)
             headers["x-warmserve-replica"] = first.chunk.replica_id
@@ -222,6 +302,7 @@ class Ingress(VisionRoutes):  # VisionRoutes: the /v2 (KServe/Triton) and /v1/vi
         finally:
             await stream.aclose()
         full = reply.framing.full(reply.request_id, reply.created, reply.model, texts, finishes, reply.usage)
+        _record_usage(reply.span, reply.usage)
         failover = reply.failover
         if failover.happened:  # the client can tell a resumed answer from an undisturbed one
             full["warmserve"] = {"failover": failover.as_dict()}
@@ -231,15 +312,29 @@ class Ingress(VisionRoutes):  # VisionRoutes: the /v2 (KServe/Triton) and /v1/vi
 
     def _starter(self, served: ServedModel, failover: FailoverEvents):
         handle = served.handle.options(stream=True)
+        parent = trace.set_span_in_context(trace.get_current_span())
 
         async def attempt(request: GenerationRequest) -> AsyncIterator[OutputChunk]:
+            # One span per engine attempt; the router and the replica join it through the request.
+            span = tracer().start_span("llm.attempt", context=parent,
+                                       attributes={"warmserve.engine_request_id": request.request_id})
+            request.trace_context = carrier_of(span)
+            request.dispatched_at_ns = time.time_ns()
             response = call_with_own_request_id(handle.generate, request)
-            finished = False
+            finished, tokens = False, 0
             try:
                 async for chunk in response:
+                    if not tokens and chunk.replica_id:
+                        span.set_attribute("warmserve.replica", chunk.replica_id)
+                    tokens += len(chunk.token_ids)
                     yield chunk
                 finished = True
+            except BaseException as error:
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                raise
             finally:
+                span.set_attribute("gen_ai.usage.output_tokens", tokens)
+                span.end()
                 if not finished:  # client gone or error: stop the replica's generator (aborts in-engine)
                     response.cancel()
 
@@ -281,6 +376,7 @@ class Ingress(VisionRoutes):  # VisionRoutes: the /v2 (KServe/Triton) and /v1/vi
     async def _sse(self, reply: _Reply, first: IndexedChunk, stream: AsyncIterator[IndexedChunk],
                    include_usage: bool) -> AsyncIterator[bytes]:
         framing, request_id, created, model = reply.framing, reply.request_id, reply.created, reply.model
+        broken: str | None = None  # the error that cut the stream short, for the trace
         if framing.is_chat:  # OpenAI opens every chat choice with a role-only delta
             for index in range(reply.n):
                 yield sse_event(framing.chunk(request_id, created, model, index, None, None, include_usage,
@@ -298,10 +394,13 @@ class Ingress(VisionRoutes):  # VisionRoutes: the /v2 (KServe/Triton) and /v1/vi
                 item = await anext(stream, None)
         except Exception as error:
             # Headers are gone already: report in-band, as OpenAI does, then end the stream cleanly.
+            broken = type(error).__name__
             yield sse_event(self._engine_error(error, reply.retry_after_s).body())
         finally:
             reply.ticket.release()
             await stream.aclose()
+            _record_usage(reply.span, reply.usage)
+            end_span(reply.span, 200, broken)
         if include_usage:
             yield sse_event(framing.usage_chunk(request_id, created, model, reply.usage))
         yield SSE_DONE

@@ -15,12 +15,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
+
+from configs.observability_schema import ObservabilityConfig
 from configs.schema import LLMModelConfig
 from deployments.llm_autoscaling import KV_CACHE_USAGE, TTFT_S
 from deployments.replica_failures import ReplicaEngineDeadError
+from deployments.request_logging import bind_request, configure_logging
+from deployments.tracing import configure_tracing
 from engines.fake_engine import FakeLLMEngine
 from engines.protocol import EngineDeadError, LLMEngine
 from engines.tokenizer import PromptTokenizer
+from engines.trace_context import context_from_carrier, trace_id_of, tracer
 from engines.types import EngineStats, GenerationRequest, OutputChunk
 from engines.vllm_engine import VLLMEngine
 from router.replica_stats import ReplicaRoutingStats
@@ -66,7 +73,11 @@ def _own_replica_id() -> str:
 class LLMReplica:
     """Wrapped by `serve.deployment` in the app builder (options come from the typed config there)."""
 
-    async def __init__(self, model: LLMModelConfig, model_path: str) -> None:
+    async def __init__(self, model: LLMModelConfig, model_path: str,
+                       observability: ObservabilityConfig | None = None) -> None:
+        observability = observability or ObservabilityConfig()
+        configure_tracing(observability.tracing, "llm-replica")
+        configure_logging(observability.logging, "llm-replica")
         self._model = model
         self._replica_id = _own_replica_id()
         self._engine = make_engine(model, Path(model_path), self._replica_id)
@@ -92,8 +103,9 @@ class LLMReplica:
             raise self._dead(self._engine_dead)
         # Serve cancels this generator when the caller goes away; closing the engine's stream aborts the
         # request inside the engine, so an abandoned request stops consuming KV cache at once.
+        span = self._generation_span(request)
         stream = self._engine.generate(request)
-        first = True
+        first, tokens, finish = True, 0, None
         started = time.monotonic()
         if not self._in_flight:  # idle until now: the wedge clock starts with this request
             self._last_progress = time.monotonic()
@@ -105,12 +117,35 @@ class LLMReplica:
                     chunk.replica_id, first = self._replica_id, False
                     self._ttft_sum_s += self._last_progress - started
                     self._ttft_count += 1
+                    span.add_event("first_token", {"warmserve.ttft_s": self._last_progress - started,
+                                                   "gen_ai.usage.input_tokens": chunk.num_prompt_tokens or 0,
+                                                   "warmserve.cached_tokens": chunk.num_cached_prompt_tokens or 0})
+                tokens += len(chunk.token_ids)
+                finish = chunk.finish_reason or finish
                 yield chunk
         except EngineDeadError as error:
+            span.set_status(Status(StatusCode.ERROR, "engine dead"))
             raise self._dead(str(error)) from None
         finally:
             self._in_flight -= 1
+            span.set_attributes({"gen_ai.usage.output_tokens": tokens, "gen_ai.response.finish_reason":
+                                 finish or "none"})
+            span.end()
             await stream.aclose()
+
+    def _generation_span(self, request: GenerationRequest) -> Span:
+        """The replica's part of the request's trace: how long Serve queued it (from the ingress's hand-off
+        to here) and the generation itself. Untraced requests get a non-recording span."""
+        parent = context_from_carrier(request.trace_context)
+        bind_request(request.request_id, None if parent is None else trace_id_of(trace.get_current_span(parent)))
+        if parent is None:
+            return INVALID_SPAN
+        now_ns = time.time_ns()
+        if request.dispatched_at_ns:
+            tracer().start_span("serve.queue", context=parent, start_time=request.dispatched_at_ns).end(now_ns)
+        return tracer().start_span("replica.generate", context=parent, start_time=now_ns, attributes={
+            "warmserve.replica": self._replica_id, "warmserve.engine_request_id": request.request_id,
+            "gen_ai.request.model": self._model.name, "gen_ai.request.max_tokens": request.sampling.max_tokens})
 
     async def stats(self) -> EngineStats:
         return await self._engine.stats()
@@ -122,6 +157,7 @@ class LLMReplica:
             num_running=stats.num_running, num_waiting=stats.num_waiting, kv_cache_usage=stats.kv_cache_usage,
             kv_events_endpoint=stats.kv_events_endpoint, block_size=self._engine.block_size,
             engine_healthy=self._engine_dead is None, reported_at=time.time(),
+            prefix_cache_hit_rate=stats.prefix_cache_hit_rate,
         ).to_dict()
 
     async def record_autoscaling_stats(self) -> dict[str, float]:

@@ -37,6 +37,16 @@ class FailoverEvents:
     retried: int = 0  # attempts restarted before any token of theirs was sent
     resumed: int = 0  # attempts resumed mid-stream with the tokens already sent
     failed_replicas: list[str] = field(default_factory=list)
+    # Told each retry or resume as it happens, with its details (the ingress adds them to its trace).
+    listener: Callable[[str, dict[str, str | int]], None] | None = None
+
+    def record(self, kind: str, **details: str | int) -> None:
+        if kind == "resumed":
+            self.resumed += 1
+        else:
+            self.retried += 1
+        if self.listener is not None:
+            self.listener(kind, details)
 
     @property
     def happened(self) -> bool:
@@ -142,11 +152,13 @@ async def resumable_generation(request: GenerationRequest, start_attempt: StartA
             if remaining <= 0:  # every token arrived, only the finish was lost
                 yield _finish_chunk(request, progress)
                 return
+            details = {"failed_replica": failed or "?", "error": type(error).__name__, "attempt": attempt,
+                       "tokens_sent": len(progress.token_ids)}
             if progress.token_ids:
-                events.resumed += 1
+                events.record("resumed", **details)
                 catch_up = _catch_up_text(progress, detokenize)
             else:
-                events.retried += 1
+                events.record("retried", **details)
             await asyncio.sleep(policy.retry_backoff_s)
         finally:
             close = getattr(stream, "aclose", None)

@@ -140,6 +140,8 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         raw = json.loads(json_part)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise KServeError(f"the inference request header is not valid JSON: {error}") from None
+    except RecursionError:  # `[[[[...` thousands deep: the decoder's recursion limit, not a server fault
+        raise KServeError("the inference request header is not valid JSON: it is nested too deeply") from None
     if not isinstance(raw, dict):
         raise KServeError("the inference request must be a JSON object")
     raw_inputs = _field(raw, "inputs", list, "request")

@@ -4,8 +4,10 @@ fills with images from any mix of requests, up to `batching.max_batch_size` or u
 `batching.batch_wait_timeout_s` passes. Batches run one at a time on one engine thread (one execution
 context per replica); decoding runs on other threads meanwhile.
 
-Batch sizes are observable three ways: the Ray metric `warmserve_vision_batch_size`, the `stats()` method
-(a histogram the tests read through a DeploymentHandle) and a debug log line per batch.
+Batch sizes are observable three ways: each reply carries the sizes of the batches its images completed
+(the first item of a batch reports it, so every batch is reported once), which the ingress records as
+`warmserve_vision_batch_size` on `/metrics`; the `stats()` method (a histogram the tests read through a
+DeploymentHandle); and a debug log line per batch.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from engines.vision.select import make_vision_engine
 from engines.vision.store import load_artifacts, prepare_vision_model
 
 logger = logging.getLogger("warmserve.vision")
-BATCH_SIZE_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
 
 @dataclass(slots=True)
@@ -41,6 +42,17 @@ class ClassifyReply:
     error: str | None = None
     error_index: int | None = None
     replica_id: str = ""
+    batch_sizes: list[int] = field(default_factory=list)  # of the batches these images completed
+    backend: str = ""
+
+
+@dataclass(slots=True)
+class TensorReply:
+    """What `infer_tensor` returns: logits [N, classes] and the sizes of the batches these images completed."""
+
+    logits: np.ndarray
+    batch_sizes: list[int]
+    backend: str
 
 
 @dataclass(slots=True)
@@ -70,8 +82,6 @@ class VisionReplica:
     """Wrapped by `serve.deployment` in the app builder (options from the typed config there)."""
 
     async def __init__(self, config: VisionModelConfig, artifacts_dir: str) -> None:
-        from ray.util import metrics
-
         self._config = config
         directory = Path(artifacts_dir)
         if not (directory / "meta.json").is_file():
@@ -89,29 +99,29 @@ class VisionReplica:
         self._run_batch.set_max_batch_size(config.batching.max_batch_size)
         self._run_batch.set_batch_wait_timeout_s(config.batching.batch_wait_timeout_s)
         self._batch_stats = BatchStats()
-        self._batch_metric = metrics.Histogram(
-            "warmserve_vision_batch_size", "Images per batch a vision replica executed",
-            boundaries=BATCH_SIZE_BOUNDARIES, tag_keys=("model", "backend"))
-        self._metric_tags = {"model": config.name, "backend": self._engine.backend}
         logger.info("vision replica %s for %s ready (backend=%s, max batch %d)", self._replica_id, config.name,
                     self._engine.backend, config.batching.max_batch_size)
 
     # Placeholders: __init__ sets the configured values before the first call (Serve's documented way).
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01, max_concurrent_batches=1)
-    async def _run_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    async def _run_batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, int]]:
         batch = np.stack(images)
         started = time.monotonic()
         logits = await asyncio.get_running_loop().run_in_executor(self._engine_thread, self._engine.infer, batch)
         elapsed = time.monotonic() - started
         self._batch_stats.record(len(images), elapsed)
-        self._batch_metric.observe(len(images), tags=self._metric_tags)
         logger.debug("vision %s: batch of %d in %.1f ms", self._config.name, len(images), elapsed * 1000)
-        return list(logits)
+        # (row, batch size on the batch's first item, else 0): each batch is reported by one reply.
+        return [(row, len(images) if i == 0 else 0) for i, row in enumerate(logits)]
 
-    async def infer_tensor(self, images: np.ndarray) -> np.ndarray:
+    async def _infer(self, images: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        items = await asyncio.gather(*(self._run_batch(image) for image in images))
+        return np.stack([row for row, _ in items]), [size for _, size in items if size]
+
+    async def infer_tensor(self, images: np.ndarray) -> TensorReply:
         """Logits [N, classes] for float32 [N, 3, H, W] the ingress already checked (shape and dtype)."""
-        rows = await asyncio.gather(*(self._run_batch(image) for image in images))
-        return np.stack(rows)
+        logits, batch_sizes = await self._infer(images)
+        return TensorReply(logits, batch_sizes, self._engine.backend)
 
     async def classify(self, images: list[bytes], k: int) -> ClassifyReply:
         """Top-k per encoded image (JPEG, PNG, ...). Decoding happens off the event loop."""
@@ -123,8 +133,9 @@ class VisionReplica:
                 return ClassifyReply(error=str(item), error_index=index, replica_id=self._replica_id)
             if isinstance(item, BaseException):
                 raise item
-        logits = await self.infer_tensor(np.stack(decoded))  # type: ignore[arg-type]
-        return ClassifyReply(top_k(logits, self._artifacts.labels, k), replica_id=self._replica_id)
+        logits, batch_sizes = await self._infer(np.stack(decoded))  # type: ignore[arg-type]
+        return ClassifyReply(top_k(logits, self._artifacts.labels, k), replica_id=self._replica_id,
+                             batch_sizes=batch_sizes, backend=self._engine.backend)
 
     async def stats(self) -> dict[str, Any]:
         s = self._batch_stats

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -22,8 +21,11 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from configs.vision_schema import VisionModelConfig
-from deployments.errors import APIError, bad_request, model_not_found, service_unavailable
+from deployments.errors import APIError, bad_request, model_not_found, protocol_response, service_unavailable
 from deployments.http_app import app
+from deployments.metrics import observe_vision_batches
+from deployments.openai_protocol import decode_json
+from deployments import openapi_docs as docs
 from deployments.vision_kserve import (
     HEADER_LENGTH,
     InferRequest,
@@ -53,8 +55,7 @@ class ServedVisionModel:
 
 
 def _kserve_error(status: int, message: str, retry_after_s: int | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return protocol_response(APIError(status, message, retry_after_s=retry_after_s), "/v2")
 
 
 def _is_replica_failure(error: BaseException) -> bool:
@@ -106,15 +107,15 @@ class VisionRoutes:
 
     # ---- KServe v2 / Triton: server ----
 
-    @app.get("/v2")
+    @app.get("/v2", response_model=None, responses=docs.V2_SERVER_RESPONSES)
     async def v2_server_metadata(self) -> dict[str, Any]:
         return {"name": "warmserve", "version": "1", "extensions": SERVER_EXTENSIONS}
 
-    @app.get("/v2/health/live")
+    @app.get("/v2/health/live", response_class=Response, responses=docs.V2_LIVE_RESPONSES)
     async def v2_live(self) -> Response:
         return Response(status_code=200)
 
-    @app.get("/v2/health/ready")
+    @app.get("/v2/health/ready", response_class=Response, responses=docs.V2_READY_RESPONSES)
     async def v2_ready(self) -> Response:
         problems = [p for p in await asyncio.gather(*(self._replica_answers(s) for s in self._vision.values())) if p]
         if problems:
@@ -139,12 +140,12 @@ class VisionRoutes:
                 "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, 3, c.image_size, c.image_size]}],
                 "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, c.num_classes]}]}
 
-    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}", responses=docs.V2_MODEL_RESPONSES)
     async def v2_model_metadata(self, name: str) -> Response:
         served = self._served_vision(name, None)
         return served if isinstance(served, JSONResponse) else JSONResponse(self._metadata(served))
 
-    @app.get("/v2/models/{name}/versions/{version}")
+    @app.get("/v2/models/{name}/versions/{version}", responses=docs.V2_MODEL_RESPONSES)
     async def v2_model_version_metadata(self, name: str, version: str) -> Response:
         served = self._served_vision(name, version)
         return served if isinstance(served, JSONResponse) else JSONResponse(self._metadata(served))
@@ -156,11 +157,12 @@ class VisionRoutes:
         problem = await self._replica_answers(served)
         return _kserve_error(503, f"model not ready: {problem}", 5) if problem else Response(status_code=200)
 
-    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/ready", response_class=Response, responses=docs.V2_MODEL_READY_RESPONSES)
     async def v2_model_ready(self, name: str) -> Response:
         return await self._model_ready(name, None)
 
-    @app.get("/v2/models/{name}/versions/{version}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready", response_class=Response,
+             responses=docs.V2_MODEL_READY_RESPONSES)
     async def v2_model_version_ready(self, name: str, version: str) -> Response:
         return await self._model_ready(name, version)
 
@@ -172,21 +174,22 @@ class VisionRoutes:
                 "dynamic_batching": {"max_queue_delay_microseconds": int(c.batching.batch_wait_timeout_s * 1e6)},
                 "instance_group": [{"count": c.num_replicas, "kind": "KIND_GPU" if c.num_gpus else "KIND_CPU"}]}
 
-    @app.get("/v2/models/{name}/config")
+    @app.get("/v2/models/{name}/config", responses=docs.V2_MODEL_CONFIG_RESPONSES)
     async def v2_model_config(self, name: str) -> Response:
         served = self._served_vision(name, None)
         return served if isinstance(served, JSONResponse) else JSONResponse(self._model_config(served))
 
-    @app.get("/v2/models/{name}/versions/{version}/config")
+    @app.get("/v2/models/{name}/versions/{version}/config", responses=docs.V2_MODEL_CONFIG_RESPONSES)
     async def v2_model_version_config(self, name: str, version: str) -> Response:
         served = self._served_vision(name, version)
         return served if isinstance(served, JSONResponse) else JSONResponse(self._model_config(served))
 
-    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/infer", openapi_extra=docs.INFER_DOCS, responses=docs.INFER_RESPONSES)
     async def v2_infer(self, name: str, request: Request) -> Response:
         return await self._infer(name, None, request)
 
-    @app.post("/v2/models/{name}/versions/{version}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=docs.INFER_DOCS,
+              responses=docs.INFER_RESPONSES)
     async def v2_version_infer(self, name: str, version: str, request: Request) -> Response:
         return await self._infer(name, version, request)
 
@@ -201,9 +204,11 @@ class VisionRoutes:
         except KServeError as error:
             return _kserve_error(400, str(error))
         try:
-            logits = await self._call(served.handle.infer_tensor, images)
+            reply = await self._call(served.handle.infer_tensor, images)
         except APIError as error:
             return _kserve_error(error.status_code, error.message, error.retry_after_s)
+        observe_vision_batches(served.config.name, reply.backend, reply.batch_sizes)
+        logits = reply.logits
         tensors: list[tuple[OutputTensor, bool]] = []
         for wanted in outputs:
             binary = parsed.binary_output if wanted.binary is None else wanted.binary
@@ -217,7 +222,7 @@ class VisionRoutes:
 
     # ---- convenience: image bytes in, top-k labels out ----
 
-    @app.post("/v1/vision/classify")
+    @app.post("/v1/vision/classify", openapi_extra=docs.CLASSIFY_DOCS, responses=docs.CLASSIFY_RESPONSES)
     async def vision_classify(self, request: Request) -> Response:
         """Body: the raw image bytes (`?model=NAME&top_k=K`, both optional with one vision model), or JSON
         `{"model", "images": [base64, ...], "top_k"}`. Answers the top-k classes of each image."""
@@ -234,6 +239,7 @@ class VisionRoutes:
                 raise bad_request(f"image {index} is {len(data)} bytes; the limit is {limit}", param="images",
                                   code="image_too_large")
         reply = await self._call(served.handle.classify, images, top)
+        observe_vision_batches(served.config.name, reply.backend, reply.batch_sizes)
         if reply.error is not None:
             where = f"image {reply.error_index}: " if len(images) > 1 else ""
             raise bad_request(f"{where}{reply.error}", param="images" if len(images) > 1 else "body",
@@ -294,10 +300,7 @@ def _requested_outputs(parsed: InferRequest, config: VisionModelConfig) -> list[
 
 
 def _classify_json(raw: bytes) -> tuple[str | None, list[bytes], object]:
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise bad_request(f"request body is not valid JSON: {error}") from None
+    body = decode_json(raw)
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object with 'images'")
     unknown = sorted(set(body) - {"model", "images", "top_k"})

@@ -29,6 +29,11 @@ class GenerationRequest:
     request_id: str
     prompt_token_ids: list[int]
     sampling: SamplingSpec
+    # W3C trace context of the ingress span this request belongs to (deployments/tracing.py), so the
+    # router's and the replica's spans join the request's trace; None when not traced.
+    trace_context: dict[str, str] | None = None
+    # When the ingress handed the request to Serve (Unix ns): the replica's queue span starts here.
+    dispatched_at_ns: int = 0
 
 
 @dataclass(slots=True)

@@ -23,6 +23,8 @@ class ReplicaRoutingStats:
     # failure from one delivered late.
     engine_healthy: bool = True
     reported_at: float | None = None
+    # Share of prompt tokens the engine found in its prefix cache over its lifetime; None when unknown.
+    prefix_cache_hit_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -34,6 +36,7 @@ class ReplicaRoutingStats:
         endpoint = raw.get("kv_events_endpoint")
         block_size = raw.get("block_size")
         reported_at = raw.get("reported_at")
+        hit_rate = raw.get("prefix_cache_hit_rate")
         return cls(
             num_running=int(raw.get("num_running", 0) or 0),
             num_waiting=int(raw.get("num_waiting", 0) or 0),
@@ -42,6 +45,7 @@ class ReplicaRoutingStats:
             block_size=int(block_size) if isinstance(block_size, int) else None,
             engine_healthy=raw.get("engine_healthy", True) is not False,
             reported_at=float(reported_at) if isinstance(reported_at, (int, float)) else None,
+            prefix_cache_hit_rate=float(hit_rate) if isinstance(hit_rate, (int, float)) else None,
         )
 
     @property

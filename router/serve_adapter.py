@@ -5,7 +5,8 @@ ingress replica, on the handle's event loop) and calls `choose_replicas` for eac
 request's first argument is our `GenerationRequest`, so the prompt's token ids are hashed right here.
 Replica load and KV event endpoints arrive as Serve routing stats (`LLMReplica.record_routing_stats`);
 KV events arrive on the subscriber's thread and are applied on the router's loop, so the index has one
-owner. Every decision is logged at debug level and counted in Ray metrics.
+owner. Every decision is logged at debug level and counted in the process's Prometheus registry
+(`router/router_metrics.py`), which the ingress serves at `/metrics`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
-from ray.util import metrics
 
 from engines.types import GenerationRequest, KVEventBatch
 from router.kv_event_subscriber import KVEventSubscriber
@@ -35,6 +36,8 @@ from router.load_tracker import DEFAULT_BALANCE_BLOCKS, ReplicaLoadTracker
 from router.prefix_index import PrefixIndex
 from router.replica_exclusions import deployment_key, process_exclusions
 from router.replica_stats import ReplicaRoutingStats
+from router.router_metrics import router_metrics
+from router.routing_trace import record_routing_span
 
 logger = logging.getLogger("warmserve.router")
 # Decisions remembered between `choose_replicas` and completion; requests cancelled before being routed
@@ -47,24 +50,6 @@ class _Routing:
     keys: list[int]
     max_tokens: int
     decision: Decision | None = None
-
-
-class _DecisionMetrics:
-    """Ray metrics for routing decisions (exported by every Ray node's metrics agent)."""
-
-    def __init__(self, deployment: str, policy: str) -> None:
-        tags = {"deployment": deployment, "policy": policy}
-        self.decisions = metrics.Counter("warmserve_router_decisions", "Routing decisions made",
-                                         tag_keys=("deployment", "policy", "outcome"))
-        self.decisions.set_default_tags(tags)
-        self.matched_ratio = metrics.Histogram(
-            "warmserve_router_matched_prefix_ratio", "Share of the prompt's blocks cached on the chosen replica",
-            boundaries=[0.1, 0.25, 0.5, 0.75, 0.9, 0.99], tag_keys=("deployment", "policy"))
-        self.matched_ratio.set_default_tags(tags)
-        self.index_blocks = metrics.Gauge("warmserve_router_prefix_index_blocks",
-                                          "Distinct block keys in the router's prefix index",
-                                          tag_keys=("deployment", "policy"))
-        self.index_blocks.set_default_tags(tags)
 
 
 def _is_full(replica: RunningReplica) -> bool:
@@ -96,6 +81,20 @@ def observe_replica_health(deployment: str, replicas: list[RunningReplica], excl
             exclusions.exclude(deployment, key, exclude_s)
 
 
+def record_replica_gauges(deployment: str, exclusion_key: str, replicas: list[RunningReplica],
+                          gone: Iterable[str] = ()) -> None:
+    """Per-replica metrics from the latest routing stats (after `observe_replica_health`, on every stats
+    update); the series of replicas that are `gone` are removed."""
+    recorder, exclusions = router_metrics(), process_exclusions()
+    for replica in replicas:
+        key = replica.replica_id.unique_id
+        stats = ReplicaRoutingStats.from_dict(replica.routing_stats)
+        healthy = stats.engine_healthy and not exclusions.is_excluded(exclusion_key, key)
+        recorder.set_replica(deployment, key, stats, healthy)
+    for key in gone:
+        recorder.remove_replica(deployment, key)
+
+
 class KVAwareRequestRouter(RequestRouter):
     """Cost = w x uncached prompt blocks + load; the cheapest accepting replica first, the rest by cost."""
 
@@ -115,7 +114,8 @@ class KVAwareRequestRouter(RequestRouter):
         self._subscriber: KVEventSubscriber | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._live_keys: set[str] = set()
-        self._metrics = _DecisionMetrics(self._deployment_id.name, "kv_aware")
+        self._metrics = router_metrics()
+        self._deployment_name = self._deployment_id.name  # the `deployment` label of its metrics
         self._exclusion_key = deployment_key(self._deployment_id.app_name, self._deployment_id.name)
         self._exclude_s = exclude_s
         self._cache_dropped: set[str] = set()  # excluded replicas whose index entries are already gone
@@ -129,6 +129,7 @@ class KVAwareRequestRouter(RequestRouter):
         self._loop = self._event_loop  # Serve's router loop: KV events are applied there
         self._live_keys = {r.replica_id.unique_id for r in replicas}
         observe_replica_health(self._exclusion_key, replicas, self._exclude_s)
+        record_replica_gauges(self._deployment_name, self._exclusion_key, replicas)
         endpoints: dict[str, str] = {}
         for replica in replicas:
             replica_key = replica.replica_id.unique_id
@@ -143,7 +144,7 @@ class KVAwareRequestRouter(RequestRouter):
             self._forget(gone.unique_id)
         if self._use_kv_events:
             self._ensure_subscriber().set_endpoints(endpoints)
-        self._metrics.index_blocks.set(self._index.size)
+        self._metrics.set_prefix_index_blocks(self._deployment_name, "kv_aware", self._index.size)
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
@@ -169,6 +170,7 @@ class KVAwareRequestRouter(RequestRouter):
         process_exclusions().forget(self._exclusion_key, replica_key)
         self._drop_cache_state(replica_key)
         self._load.forget_replica(replica_key)
+        self._metrics.remove_replica(self._deployment_name, replica_key)
 
     def _ensure_subscriber(self) -> KVEventSubscriber:
         if self._subscriber is None:
@@ -185,11 +187,15 @@ class KVAwareRequestRouter(RequestRouter):
         if replica_key in self._live_keys:  # late events of a removed replica: ignore
             self._index.apply(replica_key, batch)
             self._load.observe_kv_events(replica_key, batch)  # stored blocks: that prefill is done
+            # Lag until the index knows: publishing, transport, decoding and the hop onto this loop.
+            self._metrics.observe_kv_event_lag(self._deployment_name, time.time() - batch.timestamp_s)
+            self._metrics.set_prefix_index_blocks(self._deployment_name, "kv_aware", self._index.size)
 
     # ---- decisions --------------------------------------------------------------------------------
 
     async def choose_replicas(self, candidate_replicas: list[RunningReplica],
                               pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
+        started_ns = time.time_ns()  # the routing span's start (router/routing_trace.py)
         # Every candidate is considered at once, so when all ranks fail the framework must back off
         # rather than spin on the same choice.
         if pending_request is not None:
@@ -212,10 +218,11 @@ class KVAwareRequestRouter(RequestRouter):
             decision = self._policy.choose(routing.keys, candidates)
         except NoReplicaAvailable:
             # Every queue looks full in the cached view: let Serve probe them all and take the shortest.
-            self._metrics.decisions.inc(tags={"outcome": "all_full"})
+            self._metrics.record_decision(self._deployment_name, "kv_aware", "all_full")
             return [candidate_replicas]
         routing.decision = decision
         self._log_decision(pending_request, decision)
+        record_routing_span(pending_request.args[0], "kv_aware", decision, started_ns)  # type: ignore[union-attr]
         ranked = sorted(decision.costs, key=lambda key: (key != decision.replica, decision.costs[key]))
         return [[by_key[key]] for key in ranked]
 
@@ -237,8 +244,7 @@ class KVAwareRequestRouter(RequestRouter):
 
     def _log_decision(self, pending_request: PendingRequest | None, decision: Decision) -> None:
         ratio = decision.matched_blocks / decision.prompt_blocks if decision.prompt_blocks else 0.0
-        self._metrics.decisions.inc(tags={"outcome": "routed"})
-        self._metrics.matched_ratio.observe(ratio)
+        self._metrics.record_decision(self._deployment_name, "kv_aware", "routed", ratio)
         if logger.isEnabledFor(logging.DEBUG):
             request_id = pending_request.metadata.request_id if pending_request else "?"
             logger.debug("route %s -> %s matched %d/%d blocks costs %s", request_id, decision.replica,
@@ -273,10 +279,15 @@ class RoundRobinRequestRouter(RequestRouter):
         self._next = 0
         self._exclusion_key = deployment_key(self._deployment_id.app_name, self._deployment_id.name)
         self._exclude_s = exclude_s
+        self._metrics = router_metrics()
+        self._deployment_name = self._deployment_id.name
 
     def update_replicas(self, replicas: list[RunningReplica]) -> None:
+        previous = {r.unique_id for r in self._replicas}
         super().update_replicas(replicas)
         observe_replica_health(self._exclusion_key, replicas, self._exclude_s)
+        record_replica_gauges(self._deployment_name, self._exclusion_key, replicas,
+                              gone=previous - {r.unique_id for r in self._replicas})
 
     async def choose_replicas(self, candidate_replicas: list[RunningReplica],
                               pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
@@ -288,4 +299,7 @@ class RoundRobinRequestRouter(RequestRouter):
         ordered = sorted(usable, key=lambda r: r.replica_id.unique_id)
         start = self._next % len(ordered)
         self._next += 1
+        if pending_request is not None and pending_request.args and isinstance(pending_request.args[0],
+                                                                               GenerationRequest):
+            self._metrics.record_decision(self._deployment_name, "round_robin", "routed")
         return [[r] for r in ordered[start:] + ordered[:start]]

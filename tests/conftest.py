@@ -53,9 +53,11 @@ def serve_instance() -> Iterator[None]:
 
 
 def deploy_profile(profile: str, app_name: str, route_prefix: str, router_policy: str | None = None,
-                   model_overrides: dict[str, Any] | None = None) -> DeployedApp:
+                   model_overrides: dict[str, Any] | None = None,
+                   cluster_overrides: dict[str, Any] | None = None) -> DeployedApp:
     """Deploy a shipped profile as its own app; `model_overrides` are merged (one level deep) into every
-    model entry, e.g. {"engine": {"fake_token_latency_s": 0.02}, "failover": {"stall_timeout_s": 1}}."""
+    model entry, e.g. {"engine": {"fake_token_latency_s": 0.02}, "failover": {"stall_timeout_s": 1}};
+    `cluster_overrides` replace top-level sections, e.g. {"security": {"api_keys": [...]}}."""
     from cluster.config_check import load_checked_config
     from cluster.serve_control import prepare_models
     from configs.schema import ClusterConfig
@@ -63,7 +65,7 @@ def deploy_profile(profile: str, app_name: str, route_prefix: str, router_policy
     from ray import serve
 
     loaded = load_checked_config(profile)
-    raw = {**loaded.model_dump(), "http": {"host": "127.0.0.1", "port": SERVE_PORT}}
+    raw = {**loaded.model_dump(), "http": {"host": "127.0.0.1", "port": SERVE_PORT}, **(cluster_overrides or {})}
     for model in raw["models"]:
         if router_policy is not None:
             model["router"]["policy"] = router_policy
@@ -110,10 +112,23 @@ def fake_app_round_robin(serve_instance: None) -> Iterator[DeployedApp]:
 
 
 @pytest.fixture(scope="session")
-def vllm_app(serve_instance: None) -> Iterator[DeployedApp]:
+def otlp_receiver() -> Iterator[Any]:
+    """An OTLP/HTTP trace receiver on loopback that the shared vLLM app exports its spans to."""
+    from tests.otlp_receiver import OtlpReceiver
+
+    receiver = OtlpReceiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_app(serve_instance: None, otlp_receiver: Any) -> Iterator[DeployedApp]:
     from ray import serve
 
-    yield deploy_profile("local", "local", "/local")
+    # Traced, as an operator would run it: the tracing e2e test reads the spans, the others pay its cost.
+    yield deploy_profile("local", "local", "/local", cluster_overrides={"observability": {"tracing": {
+        "otlp_endpoint": otlp_receiver.endpoint, "export_delay_s": 0.5}}})
     serve.delete("local")
 
 

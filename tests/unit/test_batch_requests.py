@@ -25,10 +25,10 @@ class FakeTokenizer:
     def encode(self, text: str) -> list[int]:
         return [ord(c) % 1000 for c in text]
 
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
         if any(m["role"] == "developer" for m in messages):
             raise ChatTemplateError("chat template rejected the messages: no developer role")
-        return self.encode("".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>")
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
 
 
 def _chat(**body: Any) -> BatchLine:

@@ -29,3 +29,22 @@ def test_unknown_fault_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exit_info:
         cmd_chaos(["--faults", "engine_kill,meteor"])
     assert exit_info.value.code == 2
+
+
+def test_engine_faults_pick_the_replica_whose_engine_is_busy() -> None:
+    import random
+    import subprocess
+    import sys
+
+    from cluster.chaos_faults import _busiest_replica
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # Whatever the seed, the spinning "engine" is chosen over the sleeping one.
+        picks = {_busiest_replica({10: [idle.pid], 20: [busy.pid]}, random.Random(seed), sample_s=0.3)
+                 for seed in range(2)}
+        assert picks == {20}
+    finally:
+        busy.kill()
+        idle.kill()

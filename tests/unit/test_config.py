@@ -121,3 +121,26 @@ def test_router_defaults_and_errors_name_the_field() -> None:
     assert _issues(_model(router={"stats_period_s": 0}))[0].startswith("models.0.router.stats_period_s:")
     assert _issues(_model(router={"uncached_block_weight": -1}))[0].startswith(
         "models.0.router.uncached_block_weight:")
+
+
+def test_a_public_dashboard_needs_an_explicit_opt_in() -> None:
+    issues = _issues({**MINIMAL, "ray": {"dashboard_host": "0.0.0.0"}})
+    assert len(issues) == 1 and "remote code execution" in issues[0] and "allow_public_bind" in issues[0]
+    assert parse_config({**MINIMAL, "ray": {"dashboard_host": "0.0.0.0", "allow_public_bind": True}})
+    assert parse_config({**MINIMAL, "ray": {"dashboard_host": "localhost"}})
+
+
+def test_api_keys_and_body_bound_are_checked_at_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    keyed = {**MINIMAL, "security": {"api_keys": [{"name": "a", "key": "short"}]}}
+    assert "at least 16 characters" in " ".join(_issues(keyed))
+    vision = {"vision_models": [{"name": "v", "model": "resnet18", "max_image_bytes": 1_000_000}],
+              "security": {"max_body_bytes": 1_000_000}}
+    assert "cannot hold a base64 image" in " ".join(_issues(vision))
+    # A key in an unset variable fails where the config is checked, naming the key, not at the first request.
+    monkeypatch.delenv("WS_NO_SUCH_KEY", raising=False)
+    path = tmp_path / "keyed.yaml"
+    path.write_text("models: [{name: m, model: tiny-random-llama}]\n"
+                    "security: {api_keys: [{name: team, key_env: WS_NO_SUCH_KEY}]}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_checked_config(str(path))
+    assert "security.api_keys.0" in str(caught.value) and "WS_NO_SUCH_KEY is unset" in str(caught.value)

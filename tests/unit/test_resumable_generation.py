@@ -162,3 +162,19 @@ def test_held_back_text_is_sent_before_the_next_replicas_tokens() -> None:
 
     chunks = asyncio.run(collect())
     assert "".join(c.text for c in chunks) == _detok(_tokens(chunks))
+
+
+def test_each_retry_and_resume_is_told_to_the_listener_with_its_details() -> None:
+    replicas = ScriptedReplicas([("die_after", 0), ("die_after", 5), ("ok",)])
+    heard: list[tuple[str, dict]] = []
+    events = FailoverEvents(listener=lambda kind, details: heard.append((kind, details)))
+    request = GenerationRequest("req", PROMPT, SamplingSpec(max_tokens=12, temperature=0))
+
+    async def collect() -> list[OutputChunk]:
+        return [c async for c in resumable_generation(request, replicas.start, POLICY, lambda _: None, events,
+                                                      _detok)]
+
+    assert _tokens(asyncio.run(collect())) == UNDISTURBED
+    assert [kind for kind, _ in heard] == ["retried", "resumed"] and (events.retried, events.resumed) == (1, 1)
+    assert heard[1][1] == {"failed_replica": "replica-1", "error": "ReplicaEngineDeadError", "attempt": 2,
+                           "tokens_sent": 5}

@@ -1,0 +1,149 @@
+"""The ingress's front door, as ASGI middleware: body size bound, API key check, per-key request limits.
+
+It runs before any route reads the body. It is plain ASGI, not Starlette's BaseHTTPMiddleware, so
+streamed responses pass through untouched and a key's in-flight count lasts until its stream ends.
+The ingress configures it at start (`process_security().configure`): one ingress deployment per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from deployments.api_keys import KeyVerifier, ResolvedKey, bearer_token
+from deployments.errors import APIError, protocol_response
+from deployments.key_limits import KeyLimiter
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+API_PREFIXES = ("/v1", "/v2")
+METRICS_PATH = "/metrics"
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+def _unauthorized(message: str) -> APIError:
+    return APIError(401, message, type="invalid_request_error", code="invalid_api_key")
+
+
+def payload_too_large(size: int, limit: int) -> APIError:
+    return APIError(413, f"request body is {size} bytes or more; the limit is {limit} (security.max_body_bytes)",
+                    type="invalid_request_error", code="payload_too_large")
+
+
+class SecurityState:
+    def __init__(self) -> None:
+        self.configure([], DEFAULT_MAX_BODY_BYTES, metrics_require_key=False)
+
+    def configure(self, keys: list[ResolvedKey], max_body_bytes: int, metrics_require_key: bool) -> None:
+        self.verifier = KeyVerifier(keys)
+        self.limiters = {key.name: KeyLimiter(key) for key in keys}
+        self.max_body_bytes = max_body_bytes
+        self.metrics_require_key = metrics_require_key
+
+    def needs_key(self, path: str) -> bool:
+        if not self.verifier.enabled:
+            return False
+        if path == METRICS_PATH:
+            return self.metrics_require_key
+        return any(path == p or path.startswith(p + "/") for p in API_PREFIXES)
+
+    def authenticate(self, authorization: str | None) -> KeyLimiter:
+        token = bearer_token(authorization)
+        if token is None:
+            raise _unauthorized("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.")
+        key = self.verifier.match(token)
+        if key is None:  # never echo the presented key, not even in part
+            raise _unauthorized("Incorrect API key provided.")
+        return self.limiters[key.name]
+
+
+_PROCESS_SECURITY = SecurityState()
+
+
+def process_security() -> SecurityState:
+    """The process's security state: the ingress configures it, the middleware reads it.
+
+    Looked up through the module at call time, never captured: Serve freezes the FastAPI app (and with it
+    this middleware) by cloudpickle, and a captured global would arrive as a private, unconfigured copy.
+    """
+    import deployments.security_middleware as security_module
+
+    return security_module._PROCESS_SECURITY
+
+
+def api_key_name(scope: Scope) -> str | None:
+    """The name of the key that authenticated this request (set by the middleware), else None."""
+    return scope.get("state", {}).get("api_key")
+
+
+def key_limiter(name: str | None) -> KeyLimiter | None:
+    return None if name is None else process_security().limiters.get(name)
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = process_security()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        path = route_path(scope)
+        try:
+            declared = _declared_length(headers.get("content-length"))
+            if declared > state.max_body_bytes:
+                raise payload_too_large(declared, state.max_body_bytes)
+            limiter = None
+            if state.needs_key(path):
+                limiter = state.authenticate(headers.get("authorization"))
+                limiter.start_request()
+        except APIError as error:  # in the body of the API asked (KServe's under /v2)
+            await protocol_response(error, path)(scope, receive, send)
+            return
+        bounded = _bounded_receive(receive, state.max_body_bytes)
+        if limiter is None:
+            await self.app(scope, bounded, send)
+            return
+        scope.setdefault("state", {})["api_key"] = limiter.key.name
+        try:
+            await self.app(scope, bounded, send)
+        finally:
+            limiter.end_request()
+
+
+def route_path(scope: Scope) -> str:
+    """The path inside the app: Serve mounts it under the application's route prefix (`root_path`)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "").rstrip("/")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+def _declared_length(value: str | None) -> int:
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        raise APIError(400, "invalid Content-Length header", code="invalid_header") from None
+
+
+def _bounded_receive(receive: Receive, limit: int) -> Receive:
+    """A chunked body carries no length: count it as it arrives. The 413 raised here surfaces inside the
+    route that reads the body, where the app's APIError handler answers it."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise payload_too_large(seen, limit)
+        return message
+
+    return bounded

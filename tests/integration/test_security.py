@@ -1,0 +1,123 @@
+"""API keys, per-key limits and request bounds through real Ray Serve and real HTTP (the official openai
+client where it applies), on the fake engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import DeployedApp, deploy_profile
+
+pytestmark = pytest.mark.integration
+OPEN = "sk-open-0123456789abcdef"  # no limits
+RATED = "sk-rated-0123456789abcdef"  # 2 requests/s, burst 2
+TOKENS = "sk-tokens-0123456789abcdef"  # 300 tokens/min
+SINGLE = "sk-single-0123456789abcdef"  # one request at a time
+MAX_BODY = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def secured_app(serve_instance: None) -> Iterator[DeployedApp]:
+    from ray import serve
+
+    yield deploy_profile(
+        "test-fake", "secured", "/secured",
+        model_overrides={"engine": {"fake_token_latency_s": 0.01},
+                         "limits": {"max_prompt_tokens": 200, "max_tokens_limit": 300}},
+        cluster_overrides={"security": {"max_body_bytes": MAX_BODY, "api_keys": [
+            {"name": "open", "key": OPEN},
+            {"name": "rated", "key": RATED, "requests_per_s": 2, "burst": 2},
+            {"name": "tokens", "key": TOKENS, "tokens_per_min": 300},
+            {"name": "single", "key": SINGLE, "max_concurrent": 1},
+        ]}})
+    serve.delete("secured")
+
+
+def _client(app: DeployedApp, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=app.base_url, api_key=key, max_retries=0)
+
+
+def _chat(app: DeployedApp, key: str, max_tokens: int = 4, content: str = "hello") -> str:
+    reply = _client(app, key).chat.completions.create(
+        model=app.model, messages=[{"role": "user", "content": content}], max_tokens=max_tokens, temperature=0)
+    return reply.choices[0].finish_reason
+
+
+def _error_body(response: httpx.Response) -> dict[str, object]:
+    error = response.json()["error"]
+    assert isinstance(error["message"], str) and error["type"]
+    return error
+
+
+def test_api_routes_need_a_valid_key_and_health_does_not(secured_app: DeployedApp) -> None:
+    with pytest.raises(openai.AuthenticationError) as wrong:
+        _chat(secured_app, OPEN + "-wrong")
+    assert wrong.value.status_code == 401 and wrong.value.code == "invalid_api_key"
+    assert OPEN not in str(wrong.value.body)
+    missing = httpx.get(f"{secured_app.base_url}/models")
+    assert missing.status_code == 401 and "didn't provide an API key" in _error_body(missing)["message"]
+    assert httpx.get(f"{secured_app.root_url}/health").status_code == 200
+    assert _chat(secured_app, OPEN) == "length"
+    models = _client(secured_app, OPEN).models.list()
+    assert [m.id for m in models.data] == [secured_app.model]
+
+
+def test_request_rate_over_the_key_limit_gets_429_with_retry_after(secured_app: DeployedApp) -> None:
+    headers = {"Authorization": f"Bearer {RATED}"}
+    statuses = [httpx.get(f"{secured_app.base_url}/models", headers=headers) for _ in range(4)]
+    refused = [r for r in statuses if r.status_code == 429]
+    assert refused, [r.status_code for r in statuses]
+    assert int(refused[0].headers["retry-after"]) >= 1
+    assert _error_body(refused[0])["code"] == "rate_limit_exceeded"
+    # Other keys are not affected.
+    assert httpx.get(f"{secured_app.base_url}/models", headers={"Authorization": f"Bearer {OPEN}"}).status_code == 200
+
+
+def test_tokens_per_minute_are_reserved_and_refused_beyond_the_budget(secured_app: DeployedApp) -> None:
+    # A request that could never fit is told so, not asked to retry forever.
+    with pytest.raises(openai.RateLimitError) as too_large:
+        _chat(secured_app, TOKENS, max_tokens=299, content="hi " * 10)
+    assert too_large.value.code == "request_too_large"
+    assert _chat(secured_app, TOKENS, max_tokens=200) == "length"  # reserves ~210, uses ~210
+    with pytest.raises(openai.RateLimitError) as over:
+        _chat(secured_app, TOKENS, max_tokens=200)
+    assert over.value.status_code == 429 and "tokens/min" in over.value.message
+
+
+def test_concurrency_cap_holds_a_slot_until_the_stream_ends(secured_app: DeployedApp) -> None:
+    async def run() -> tuple[int, int]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            body = {"model": secured_app.model, "messages": [{"role": "user", "content": "x"}],
+                    "max_tokens": 150, "stream": True}
+            headers = {"Authorization": f"Bearer {SINGLE}"}
+            async with http.stream("POST", f"{secured_app.base_url}/chat/completions", json=body,
+                                   headers=headers) as first:
+                assert first.status_code == 200
+                lines = first.aiter_lines()
+                await anext(lines)  # streaming: the slot is held
+                second = await http.post(f"{secured_app.base_url}/chat/completions",
+                                         json={**body, "stream": False}, headers=headers)
+                async for _ in lines:  # drain to the end
+                    pass
+            third = await http.post(f"{secured_app.base_url}/chat/completions",
+                                    json={**body, "stream": False, "max_tokens": 2}, headers=headers)
+            return second.status_code, third.status_code
+
+    assert asyncio.run(run()) == (429, 200)
+
+
+def test_bounds_are_enforced_before_engine_work(secured_app: DeployedApp) -> None:
+    headers = {"Authorization": f"Bearer {OPEN}"}
+    url = f"{secured_app.base_url}/chat/completions"
+    base = {"model": secured_app.model, "messages": [{"role": "user", "content": "hello"}]}
+    big = httpx.post(url, content=b'{"pad": "' + b"x" * MAX_BODY + b'"}', headers=headers)
+    assert big.status_code == 413 and _error_body(big)["code"] == "payload_too_large"
+    long_prompt = httpx.post(url, json={**base, "messages": [{"role": "user", "content": "word " * 300}]},
+                             headers=headers)
+    assert long_prompt.status_code == 400 and _error_body(long_prompt)["code"] == "prompt_too_long"
+    too_many = httpx.post(url, json={**base, "max_tokens": 301}, headers=headers)
+    assert too_many.status_code == 400 and _error_body(too_many)["param"] == "max_tokens"
