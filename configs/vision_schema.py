@@ -60,6 +60,9 @@ class VisionModelConfig(StrictModel):
     top_k_default: int = Field(default=5, ge=1, le=1000)
     # Largest encoded image the API accepts; bigger bodies get a 400 before decoding.
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, le=1024**3)
+    # Largest decoded image (width x height), checked from its header before decompression: a small PNG
+    # can claim gigapixels (a decompression bomb). 64 MP covers any real photo.
+    max_image_pixels: int = Field(default=64_000_000, ge=1024, le=1_000_000_000)
     num_replicas: int = Field(default=1, ge=1, le=1024)
     replica_num_cpus: float = Field(default=1.0, ge=0, le=256)
     # GPU share of each replica; fractions pack several replicas on one GPU. 0 = CPU only.

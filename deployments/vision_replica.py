@@ -88,7 +88,8 @@ class VisionReplica:
             # On another node than the driver that prepared it: prepare here (deterministic, same bytes).
             directory = await asyncio.to_thread(prepare_vision_model, config, directory.parent)
         self._artifacts = load_artifacts(directory)
-        self._spec = PreprocessSpec(image_size=config.image_size, resize_size=config.resize_size)
+        self._spec = PreprocessSpec(image_size=config.image_size, resize_size=config.resize_size,
+                                    max_pixels=config.max_image_pixels)
         self._replica_id = _own_replica_id()
         # The engine is built and always called on this one thread: CUDA contexts and TensorRT execution
         # contexts are bound to the thread that uses them.

@@ -14,7 +14,7 @@ from PIL import Image, UnidentifiedImageError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Decompression bombs: a tiny PNG can claim gigapixels. 64 MP covers any real photo.
-MAX_IMAGE_PIXELS = 64_000_000
+DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 
 
 class ImageInputError(ValueError):
@@ -27,9 +27,11 @@ class PreprocessSpec:
     resize_size: int = 256
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # Largest width x height decoded; checked from the header, before any pixel is decompressed.
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
 
-def decode_image(data: bytes, max_bytes: int) -> Image.Image:
+def decode_image(data: bytes, max_bytes: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
     """An RGB image from encoded bytes, fully decoded (a truncated file fails here, not later)."""
     if not data:
         raise ImageInputError("the image is empty (0 bytes)")
@@ -40,8 +42,8 @@ def decode_image(data: bytes, max_bytes: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise ImageInputError(f"the image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS}")
+            if width * height > max_pixels:
+                raise ImageInputError(f"the image is {width}x{height} pixels; the limit is {max_pixels}")
             image.load()
     except ImageInputError:
         raise
@@ -69,4 +71,4 @@ def to_tensor(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
 
 def preprocess(data: bytes, spec: PreprocessSpec, max_bytes: int) -> np.ndarray:
     """Called by the vision replica (in a worker thread: decoding is CPU work) for each image."""
-    return to_tensor(decode_image(data, max_bytes), spec)
+    return to_tensor(decode_image(data, max_bytes, spec.max_pixels), spec)

@@ -210,7 +210,10 @@ def test_overload_answers_at_once_with_retry_after(serve_instance: None) -> None
         p99 = times[int(0.99 * (len(times) - 1))]
         print(f"overload: {len(results)} requests, {statuses} -> {len(refused)} refused, "
               f"p99 time to the refusal {p99 * 1000:.0f} ms")
-        assert p99 < 1.0, times[-5:]
+        # Queued instead of refused, the last of them would wait for ~10 rounds of the 8 admitted requests
+        # (20 tokens at 50 ms each, 1 s a round): 10 s. Refused at once, they take the ingress's time to
+        # parse and tokenize the burst: 0.3-0.7 s alone on 2 cores, up to 1.5 s inside the full suite.
+        assert p99 < 3.0, times[-5:]
         key_statuses = [s for s, *_ in results[80:]]
         assert key_statuses.count(200) <= 3  # one client never holds more than its share
     finally:

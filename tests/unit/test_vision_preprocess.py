@@ -68,6 +68,12 @@ def test_pixel_bomb_is_rejected() -> None:
     Image.new("1", (10_000, 10_000)).save(buffer, format="PNG")  # ~12 KB, 100 MP
     with pytest.raises(ImageInputError, match="pixels"):
         preprocess(buffer.getvalue(), SPEC, LIMIT)
+    # The bound is the config's (vision max_image_pixels): a 1 MP limit refuses a 2 MP image.
+    small = io.BytesIO()
+    Image.new("RGB", (2000, 1000)).save(small, format="PNG")
+    with pytest.raises(ImageInputError, match="2000x1000 pixels; the limit is 1000000"):
+        preprocess(small.getvalue(), PreprocessSpec(max_pixels=1_000_000), LIMIT)
+    assert preprocess(small.getvalue(), SPEC, LIMIT).shape == (3, 224, 224)
 
 
 def test_top_k_orders_scores_and_breaks_ties_by_index() -> None:
