@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, Status, StatusCode
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -39,10 +39,7 @@ from deployments.openai_framing import CHAT, COMPLETION, Framing
 from deployments.openai_protocol import (
     ChatCompletionRequest,
     CompletionRequest,
-    RequestT,
     check_sampling_limits,
-    decode_json,
-    parse_request,
     resolve_max_tokens,
 )
 from deployments.prompt_encoding import chat_prompt_ids, completion_prompt_ids
@@ -52,10 +49,11 @@ from deployments.request_logging import bind_request, configure_logging
 from deployments.resumable_generation import FailoverEvents, resumable_generation
 from deployments.security_middleware import api_key_name, key_limiter, process_security
 from deployments.sse import SSE_DONE, SSE_MEDIA_TYPE, sse_event
-from deployments.tracing import TRACE_ID_HEADER, configure_tracing, end_span
+from deployments.request_span import parse_traced, record_usage, traced_request
+from deployments.tracing import configure_tracing, end_span
 from deployments.vision_routes import VisionRoutes
 from engines.tokenizer import PromptTokenizer
-from engines.trace_context import carrier_of, context_from_headers, trace_id_of, tracer
+from engines.trace_context import carrier_of, trace_id_of, tracer
 from engines.types import GenerationRequest, OutputChunk, SamplingSpec
 from router.replica_exclusions import deployment_key, process_exclusions
 
@@ -81,18 +79,6 @@ class ServedModel:
     def exclude_replica(self, replica_id: str) -> None:
         """A call to the replica failed: the routers of this process skip it from now on."""
         process_exclusions().exclude(self.exclusion_key, replica_id, self.config.failover.exclude_s)
-
-
-async def _parse(request: Request, model: type[RequestT]) -> RequestT:
-    """The body read and validated, as a span of the request's trace (a 4xx is not a server error)."""
-    with tracer().start_as_current_span("ingress.parse", record_exception=False, set_status_on_exception=False):
-        return parse_request(model, decode_json(await request.body()))
-
-
-def _record_usage(span: Span, usage: Usage) -> None:
-    span.set_attributes({"gen_ai.usage.input_tokens": usage.prompt_tokens,
-                         "gen_ai.usage.output_tokens": usage.completion_tokens,
-                         "warmserve.cached_tokens": usage.cached_tokens})
 
 
 @dataclass(slots=True)
@@ -168,45 +154,23 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
     @app.post("/v1/chat/completions", openapi_extra=docs.CHAT_COMPLETION_BODY,
               responses=docs.CHAT_COMPLETION_RESPONSES)
     async def chat_completions(self, request: Request) -> Response:
-        return await self._traced(request, "/v1/chat/completions", self._chat)
+        return await traced_request(request, "/v1/chat/completions", self._chat)
 
     async def _chat(self, request: Request) -> Response:
-        body = await _parse(request, ChatCompletionRequest)
+        body = await parse_traced(request, ChatCompletionRequest)
         served = self._model(body.model)
         prompt = chat_prompt_ids(served.tokenizer, body)
         return await self._complete(served, body, prompt, body.effective_max_tokens(), "messages", CHAT, request)
 
     @app.post("/v1/completions", openapi_extra=docs.COMPLETION_BODY, responses=docs.COMPLETION_RESPONSES)
     async def completions(self, request: Request) -> Response:
-        return await self._traced(request, "/v1/completions", self._completion)
+        return await traced_request(request, "/v1/completions", self._completion)
 
     async def _completion(self, request: Request) -> Response:
-        body = await _parse(request, CompletionRequest)
+        body = await parse_traced(request, CompletionRequest)
         served = self._model(body.model)
         prompt = completion_prompt_ids(served.tokenizer, body)
         return await self._complete(served, body, prompt, body.effective_max_tokens(), "prompt", COMPLETION, request)
-
-    async def _traced(self, request: Request, route: str,
-                      handler: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Run `handler` inside the request's server span (parented on the client's `traceparent`) and return
-        the trace id in `x-trace-id`. A streamed response ends the span when its stream ends (`_sse`)."""
-        span = tracer().start_span(f"POST {route}", context=context_from_headers(request.headers),
-                                   kind=SpanKind.SERVER, attributes={"http.route": route})
-        try:
-            with trace.use_span(span, end_on_exit=False):
-                response = await handler(request)
-        except APIError as error:
-            end_span(span, error.status_code)
-            raise
-        except BaseException as error:
-            end_span(span, 500, type(error).__name__)
-            raise
-        trace_id = trace_id_of(span)
-        if trace_id is not None:
-            response.headers[TRACE_ID_HEADER] = trace_id
-        if not isinstance(response, StreamingResponse):
-            end_span(span, response.status_code)
-        return response
 
     async def _complete(self, served: ServedModel, body: ChatCompletionRequest | CompletionRequest,
                         prompt: list[int], requested_max_tokens: int | None, prompt_param: str,
@@ -251,7 +215,7 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
     async def _run(self, served: ServedModel, body: ChatCompletionRequest | CompletionRequest,
                    requests: list[GenerationRequest], request_id: str, framing: Framing,
                    ticket: AdmissionTicket, usage: Usage) -> Response:
-        span = trace.get_current_span()  # the request's server span (`_traced`)
+        span = trace.get_current_span()  # the request's server span (`traced_request`)
         bind_request(request_id, trace_id_of(span))
         if self._log_prompts:  # opt-in only: prompts often hold personal or secret data
             logger.info("prompt of %d tokens: %r", len(requests[0].prompt_token_ids),
@@ -302,7 +266,7 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
         finally:
             await stream.aclose()
         full = reply.framing.full(reply.request_id, reply.created, reply.model, texts, finishes, reply.usage)
-        _record_usage(reply.span, reply.usage)
+        record_usage(reply.span, reply.usage)
         failover = reply.failover
         if failover.happened:  # the client can tell a resumed answer from an undisturbed one
             full["warmserve"] = {"failover": failover.as_dict()}
@@ -399,7 +363,7 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
         finally:
             reply.ticket.release()
             await stream.aclose()
-            _record_usage(reply.span, reply.usage)
+            record_usage(reply.span, reply.usage)
             end_span(reply.span, 200, broken)
         if include_usage:
             yield sse_event(framing.usage_chunk(request_id, created, model, reply.usage))

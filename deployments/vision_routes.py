@@ -25,7 +25,7 @@ from deployments.errors import APIError, bad_request, model_not_found, protocol_
 from deployments.http_app import app
 from deployments.metrics import observe_vision_batches
 from deployments.openai_protocol import decode_json
-from deployments import openapi_docs as docs
+from deployments import openapi_vision_docs as docs
 from deployments.vision_kserve import (
     HEADER_LENGTH,
     InferRequest,
