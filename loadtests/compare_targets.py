@@ -1,7 +1,7 @@
 """Comparison mode of `warmserve loadtest --compare a,b,...`: one scenario and seed against several systems,
 each started and stopped by the harness in turn, then one side-by-side table and overlaid plots.
 
-    warmserve loadtest --compare kv_aware,pow2,ray_prefix_affinity,raw_vllm --scenario chat --users 4 \\
+    warmserve loadtest --compare kv_aware,pow2,ray_serve_llm,raw_vllm --scenario chat --users 4 \\
         --duration 120 [--slo-ttft-ms 2000 --slo-tpot-ms 200] [--out DIR]
 
 Writes DIR/<target>/ (each target's full report), DIR/comparison.json, DIR/comparison.md and the overlaid PNGs

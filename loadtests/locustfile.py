@@ -12,6 +12,8 @@ What Locust shows, one row per (type, name), name = the user kind:
   a failure's message carries the HTTP status and the error body.
 - `TTFT`, `ITL` (one sample per gap between text events), `TPOT`, `E2E` (successful streams only), and
   `TOKENS/S` (output tokens per second of one request: the value is tokens/s, not milliseconds).
+- The `vision` kind (KServe v2 infer, one image, not streamed) reports `TTFT` and `E2E` only, both its
+  response time: the whole answer is its first result.
 
 Each Locust process keeps its own state (a locustfile is loaded once per process); with `--ws-records` it
 appends one JSON line per counted request there (`loadtests.records`), the input of the report.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import itertools
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +36,12 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
+from loadtests.kserve_body import image_size_of, infer_body
 from loadtests.records import RecordWriter, RequestRecord
 from loadtests.scenarios import Scenario, load_scenario
 from loadtests.sse_timing import StreamTiming, extract_timing, split_sse_lines
 from loadtests.text_source import TextSource, make_counter, resolve_tokenizer
-from loadtests.workloads import Conversation, PreparedRequest, WorkloadFactory
+from loadtests.workloads import VISION_KIND, Conversation, PreparedRequest, WorkloadFactory
 
 REQUEST_TYPE = "POST"
 METRIC_TYPES = ("TTFT", "ITL", "TPOT", "E2E", "TOKENS/S")
@@ -251,3 +255,61 @@ class CompletionsUser(_LLMUser):
     @task
     def complete(self) -> None:
         self.send(self.ctx.factory.completion(self.user_index, self.next_index()))
+
+
+class VisionUser(HttpUser):
+    """One-image KServe v2 infer requests, back to back, to the scenario's vision model."""
+
+    kind = VISION_KIND
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.ctx = _process_context(self.environment)
+        user_index = next(self.ctx.user_ids)
+        model = self.ctx.scenario.workload.vision_model
+        self.path = f"/v2/models/{model}/infer"
+        # The image size from the model's own metadata; fetched outside Locust's stats (it is set-up).
+        metadata = requests.get(f"{self.host}/v2/models/{model}", timeout=30)
+        metadata.raise_for_status()
+        self.body, self.headers = infer_body(image_size_of(metadata.json()), self.ctx.scenario.workload.seed
+                                             + user_index)
+
+    @task
+    def infer(self) -> None:
+        start_unix_s = time.time()
+        start_s = time.perf_counter()
+        with self.client.post(self.path, data=self.body, headers=self.headers, name=self.kind,
+                              catch_response=True, timeout=(10.0, READ_TIMEOUT_S)) as response:
+            status = int(response.status_code or 0)
+            error = "" if status == 200 else _http_error(response, status)
+            if not error:
+                outputs = _infer_outputs(response)
+                if not outputs:
+                    error = f"HTTP 200 without outputs: {response.content[:300]!r}"
+            e2e_ms = (time.perf_counter() - start_s) * 1000.0
+            if error:
+                response.failure(error)
+            else:
+                response.success()
+            response.request_meta["response_time"] = e2e_ms
+        if not error:
+            for metric in ("TTFT", "E2E"):
+                self.environment.events.request.fire(request_type=metric, name=self.kind, response_time=e2e_ms,
+                                                     response_length=0, exception=None, context={})
+        if self.ctx.writer is not None:
+            self.ctx.writer.write(RequestRecord(
+                start_unix_s=start_unix_s, name=self.kind, kind=self.kind, ok=not error, status=status,
+                e2e_ms=e2e_ms, ttft_ms=None if error else e2e_ms, error=error[:1000]))
+
+
+def _infer_outputs(response: requests.Response) -> list[object] | None:
+    """The `outputs` of a KServe v2 infer response; with binary outputs the JSON header comes first, its
+    length in `Inference-Header-Content-Length`."""
+    raw = response.content
+    header_length = response.headers.get("Inference-Header-Content-Length")
+    try:
+        header = json.loads(raw[:int(header_length)] if header_length else raw)
+    except ValueError:
+        return None
+    outputs = header.get("outputs") if isinstance(header, dict) else None
+    return outputs if isinstance(outputs, list) else None

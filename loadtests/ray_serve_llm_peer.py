@@ -5,7 +5,11 @@ the same checkpoint and engine settings, so the three are measured in one sessio
 its documentation sets it up: Serve's proxy, its OpenAI ingress and one `LLMServer` replica; nothing of
 warmserve's is in its path. Never imported by warmserve itself (it is the comparison, not a dependency).
 
-    python -m loadtests.ray_serve_llm_peer --model-dir DIR --name NAME --port 8000
+    python -m loadtests.ray_serve_llm_peer --model-dir DIR --name NAME --port 8000 [--replicas 2 --prefix-router]
+
+With `--prefix-router` its deployment routes with Ray Serve LLM's own `PrefixCacheAffinityRouter`
+(configured as Ray's docs show, defaults unchanged) instead of Serve's power-of-two default: the peer's
+prefix-aware setup, which `warmserve loadtest --compare ray_serve_llm` measures against warmserve's router.
 """
 
 from __future__ import annotations
@@ -19,22 +23,27 @@ ENGINE_KWARGS: dict[str, object] = {
     "enable_prefix_caching": True, "seed": 0,
 }
 APP_NAME = "ray-serve-llm"
+PREFIX_ROUTER_CLASS = "ray.serve.llm.request_router.PrefixCacheAffinityRouter"
 
 
-def deploy(model_dir: str, name: str, port: int, engine_env: dict[str, str], timeout_s: float) -> None:
+def deploy(model_dir: str, name: str, port: int, engine_env: dict[str, str], timeout_s: float,
+           replicas: int = 1, prefix_router: bool = False, stream_interval: int = 1) -> None:
     import ray
     from ray import serve
     from ray.serve.llm import LLMConfig, build_openai_app
 
+    deployment_config: dict[str, object] = {"num_replicas": replicas}
+    if prefix_router:
+        deployment_config["request_router_config"] = {"request_router_class": PREFIX_ROUTER_CLASS}
     ray.init(address="auto", log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     config = LLMConfig(
         model_loading_config={"model_id": name, "model_source": model_dir},
         # CPU: one bundle without GPUs, which Ray Serve LLM reads as a CPU deployment.
         placement_group_config={"bundles": [{"CPU": 1}]},
-        engine_kwargs=ENGINE_KWARGS,
+        engine_kwargs={**ENGINE_KWARGS, "stream_interval": stream_interval},
         runtime_env={"env_vars": engine_env},
-        deployment_config={"num_replicas": 1},
+        deployment_config=deployment_config,
         log_engine_metrics=False,
     )
     serve.run(build_openai_app({"llm_configs": [config]}), name=APP_NAME, blocking=False)
@@ -59,9 +68,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the engine's process")
     parser.add_argument("--timeout-s", type=float, default=900)
+    parser.add_argument("--replicas", type=int, default=1, help="LLMServer replicas, one engine each")
+    parser.add_argument("--prefix-router", action="store_true",
+                        help="route with Ray Serve LLM's PrefixCacheAffinityRouter (default: power of two)")
+    parser.add_argument("--stream-interval", type=int, default=1, help="vLLM's stream_interval")
     args = parser.parse_args()
+    if args.replicas < 1 or args.stream_interval < 1:
+        parser.error(f"--replicas and --stream-interval must be at least 1, got {args.replicas}, "
+                     f"{args.stream_interval}")
     engine_env = dict(item.split("=", 1) for item in args.env)
-    deploy(args.model_dir, args.name, args.port, engine_env, args.timeout_s)
+    deploy(args.model_dir, args.name, args.port, engine_env, args.timeout_s, args.replicas, args.prefix_router,
+           args.stream_interval)
 
 
 if __name__ == "__main__":

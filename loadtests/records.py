@@ -25,7 +25,7 @@ class RequestRecord:
 
     start_unix_s: float
     name: str
-    kind: str  # the user kind: shared_prefix, multi_turn, long_context, completions
+    kind: str  # the user kind: shared_prefix, multi_turn, long_context, completions, vision
     ok: bool
     status: int  # HTTP status; 0 when no response arrived
     e2e_ms: float

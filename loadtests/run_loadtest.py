@@ -30,14 +30,15 @@ from loadtests.report_dir import RECORDS_DIR, write_report
 from loadtests.scenarios import BUILTIN, Scenario, ScenarioError, load_scenario
 from loadtests.shapes import SHAPES, ShapeError
 from loadtests.slo import SLO
-from loadtests.targets import TARGETS, build_targets, parse_targets, served_models
+from loadtests.targets import TARGETS, build_targets, parse_targets, served_models, served_vision_models
 from loadtests.text_source import resolve_tokenizer
+from loadtests.workloads import VISION_KIND
 
 USAGE_ERROR = 2
 DEFAULT_HOST = "http://127.0.0.1:8000"
 _SHAPE_FLAGS = ("users", "duration_s", "spawn_rate", "max_requests", "step_users", "step_s", "base_users",
                 "spike_at_s", "spike_s", "ramp_s")
-_WORKLOAD_FLAGS = ("seed", "max_tokens", "model")
+_WORKLOAD_FLAGS = ("seed", "max_tokens", "model", "vision_model")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     work = parser.add_argument_group("workload")
     work.add_argument("--model", default=None, help="model name to request (default: the scenario's, or the "
                                                     "only model the server lists)")
+    work.add_argument("--vision-model", default=None, help="vision model the `vision` users call (default: the "
+                                                           "scenario's, or the only vision model the server lists)")
     work.add_argument("--seed", type=int, default=None)
     work.add_argument("--max-tokens", type=int, default=None, help="output tokens per request")
     work.add_argument("--tokenizer", default=None, help="model dir, tokenizer.json or model-store name for exact "
@@ -113,6 +116,17 @@ def _pick_model(scenario: Scenario, explicit: bool, models: list[str]) -> str:
                      f"{', '.join(models)}); pass --model")
 
 
+def _pick_vision_model(wanted: str | None, served: list[str]) -> str:
+    if wanted is not None and wanted in served:
+        return wanted
+    if wanted is None and len(served) == 1:
+        return served[0]
+    served_text = ", ".join(served) if served else "none"
+    if wanted is None:
+        raise ValueError(f"the scenario has vision users; pass --vision-model (vision models served: {served_text})")
+    raise ValueError(f"vision model {wanted!r} is not served at this host (vision models served: {served_text})")
+
+
 def prepare_out_dir(out: Path | None) -> Path:
     out_dir = out or REPO_ROOT / "reports" / f"loadtest-{dt.datetime.now():%Y%m%d-%H%M%S}"
     (out_dir / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
@@ -130,8 +144,12 @@ def run(args: argparse.Namespace, log_prefix: str = "[loadtest]") -> tuple[int, 
             raise ValueError(f"--stop-timeout must be in [0, 3600] s, got {args.stop_timeout:g}")
         scenario = resolve_scenario(args)
         host = normalize_host(args.host)
-        scenario.workload.model = _pick_model(scenario, args.model is not None or _model_in_file(args.scenario),
-                                              served_models(host))
+        if set(scenario.users) - {VISION_KIND}:
+            scenario.workload.model = _pick_model(scenario, args.model is not None or _model_in_file(args.scenario),
+                                                  served_models(host))
+        if VISION_KIND in scenario.users:
+            scenario.workload.vision_model = _pick_vision_model(scenario.workload.vision_model,
+                                                                served_vision_models(host))
         tokenizer_file = resolve_tokenizer(args.tokenizer, scenario.workload.model)
     except (ScenarioError, ShapeError, ValueError, OSError) as error:
         print(f"warmserve loadtest: error: {error}", file=sys.stderr)

@@ -67,6 +67,7 @@ BUILTIN: dict[str, Scenario] = {
     "multi_turn": Scenario("multi_turn", "4-turn conversations resending their growing history", {"multi_turn": 1}),
     "long_context": Scenario("long_context", "1500-token documents with a short instruction", {"long_context": 1}),
     "completions": Scenario("completions", "/v1/completions with 256-token prompts", {"completions": 1}),
+    "vision": Scenario("vision", "KServe v2 infer requests, one image each (binary tensors)", {"vision": 1}),
     "mixed": Scenario("mixed", "shared-prefix chat, multi-turn, long-context and completions users, 3:2:1:1",
                       {"shared_prefix": 3, "multi_turn": 2, "long_context": 1, "completions": 1}),
 }

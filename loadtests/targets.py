@@ -4,7 +4,10 @@
   replicas) and only `router.policy` changed, started with `./warmserve up --config <variant>` and stopped
   with `./warmserve down` (as loadtests/compare_routers.py does);
 - `raw_vllm`: raw vLLM's OpenAI server, one engine with the bench-1replica engine flags, started and stopped
-  the way loadtests/compare_raw_vllm.py does it.
+  the way loadtests/compare_raw_vllm.py does it;
+- `ray_serve_llm`: the peer, Ray Serve LLM (`loadtests/ray_serve_llm_peer.py`) on a plain Ray head, with two
+  LLMServer replicas (like the `local` profile) routed by its own `PrefixCacheAffinityRouter`, the same
+  engine flags as raw vLLM.
 
 Talking to each target is HTTP only; starting one is a subprocess. Called by `loadtests.compare_targets`.
 """
@@ -24,7 +27,8 @@ import yaml
 from loadtests.locust_runner import REPO_ROOT, stop_process
 
 WARMSERVE_POLICIES = ("kv_aware", "pow2", "round_robin", "ray_prefix_affinity")
-TARGETS = (*WARMSERVE_POLICIES, "raw_vllm")
+TARGETS = (*WARMSERVE_POLICIES, "raw_vllm", "ray_serve_llm")
+PEER_REPLICAS = 2  # as many engines as the `local` profile's, so routing is compared on equal hardware
 WARMSERVE_ROOT = "http://127.0.0.1:8000"
 LOCAL_PROFILE = REPO_ROOT / "configs" / "profiles" / "local.yaml"
 START_TIMEOUT_S = 600.0
@@ -61,8 +65,20 @@ def answers(root: str) -> bool:
         return False
 
 
+VISION_TASK = "image-classification"  # the `task` warmserve's /v1/models gives its vision models
+
+
 def served_models(root: str) -> list[str]:
-    """The ids /v1/models lists. Raises OSError (with the reason) when the server does not answer."""
+    """The LLM ids /v1/models lists. Raises OSError (with the reason) when the server does not answer."""
+    return [str(m.get("id")) for m in _model_cards(root) if m.get("task") != VISION_TASK]
+
+
+def served_vision_models(root: str) -> list[str]:
+    """The vision model ids /v1/models lists (warmserve's cards say `task: image-classification`)."""
+    return [str(m.get("id")) for m in _model_cards(root) if m.get("task") == VISION_TASK]
+
+
+def _model_cards(root: str) -> list[dict[str, object]]:
     try:
         with urllib.request.urlopen(f"{root}/v1/models", timeout=10) as response:
             body = json.loads(response.read())
@@ -70,7 +86,7 @@ def served_models(root: str) -> list[str]:
         raise OSError(f"{root}/v1/models answered HTTP {error.code}") from None
     except (urllib.error.URLError, TimeoutError, ValueError) as error:
         raise OSError(f"cannot reach {root}/v1/models: {getattr(error, 'reason', error)}") from None
-    return [str(m.get("id")) for m in body.get("data", [])]
+    return [m for m in body.get("data", []) if isinstance(m, dict)]
 
 
 def warm_up(root: str, model: str) -> None:
@@ -137,5 +153,29 @@ def _raw_vllm_target() -> Target:
     return Target("raw_vllm", start, stop, "raw `vllm serve` (OpenAI server), 1 engine, bench-1replica flags")
 
 
+def _ray_serve_llm_target() -> Target:
+    from loadtests import compare_raw_vllm as raw
+
+    started: list[bool] = []
+
+    def start() -> str:
+        if answers(WARMSERVE_ROOT):  # the peer serves on warmserve's port: never measure someone else's
+            raise RuntimeError(f"something already serves {WARMSERVE_ROOT}; stop it (./warmserve down) first")
+        started.append(True)
+        raw.start_ray_serve_llm(replicas=PEER_REPLICAS, prefix_router=True)
+        return WARMSERVE_ROOT
+
+    def stop() -> None:
+        if started:
+            raw.stop_ray_serve_llm()
+            started.clear()
+
+    return Target("ray_serve_llm", start, stop,
+                  f"Ray Serve LLM, {PEER_REPLICAS} LLMServer replicas, its PrefixCacheAffinityRouter, "
+                  "bench-1replica engine flags")
+
+
 def build_targets(names: list[str], work_dir: Path) -> list[Target]:
-    return [_raw_vllm_target() if name == "raw_vllm" else _warmserve_target(name, work_dir) for name in names]
+    builders: dict[str, Callable[[], Target]] = {"raw_vllm": _raw_vllm_target,
+                                                 "ray_serve_llm": _ray_serve_llm_target}
+    return [builders[name]() if name in builders else _warmserve_target(name, work_dir) for name in names]

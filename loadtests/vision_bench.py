@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from loadtests.kserve_body import infer_body
+
 
 @dataclass(slots=True, frozen=True)
 class HttpLoadResult:
@@ -27,19 +29,10 @@ class HttpLoadResult:
     p99_ms: float
 
 
-def _infer_body(image_size: int) -> tuple[bytes, dict[str, str]]:
-    image = np.random.default_rng(0).standard_normal((1, 3, image_size, image_size)).astype(np.float32)
-    header = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": list(image.shape),
-                                     "parameters": {"binary_data_size": image.nbytes}}],
-                         "parameters": {"binary_data_output": True}}).encode()
-    return header + image.tobytes(), {"Content-Type": "application/octet-stream",
-                                      "Inference-Header-Content-Length": str(len(header))}
-
-
 def run_load(url: str, model: str, concurrency: int, requests: int, image_size: int = 224,
              timeout_s: float = 120.0) -> HttpLoadResult:
     """Called by `warmserve bench vision --http` and from the command line."""
-    body, headers = _infer_body(image_size)
+    body, headers = infer_body(image_size)
     endpoint = f"{url.rstrip('/')}/v2/models/{model}/infer"
 
     def one(_: int) -> float | None:

@@ -8,6 +8,8 @@ Locust-free and HTTP-free so tests can check them; `loadtests.locustfile` sends 
   history including the assistant's earlier answers, so each turn's prompt extends the previous one.
 - long_context: one user message of `long_context_tokens` (a document) plus a short instruction.
 - completions: `/v1/completions` with a raw prompt of `completion_prompt_tokens`.
+- vision: KServe v2 infer requests of one image each to `vision_model` (`/v2/models/{name}/infer`, binary
+  tensors); the body comes from `loadtests.kserve_body`, sized by the model's own metadata.
 
 All ask for exactly `max_tokens` output tokens (`ignore_eos`, temperature 0) so TPOT compares like with like.
 """
@@ -20,7 +22,8 @@ from typing import Any
 
 from loadtests.text_source import TextSource
 
-KINDS = ("shared_prefix", "multi_turn", "long_context", "completions")
+KINDS = ("shared_prefix", "multi_turn", "long_context", "completions", "vision")
+VISION_KIND = "vision"  # the one kind that is not an LLM request: no tokens, no stream
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
 _LIMITS: dict[str, tuple[int, int]] = {  # field -> allowed (low, high), checked by WorkloadParams.validate
@@ -44,9 +47,13 @@ class WorkloadParams:
     turn_tokens: int = 48
     long_context_tokens: int = 1500
     completion_prompt_tokens: int = 256
+    # The vision model the `vision` users call; None: the only one the server serves.
+    vision_model: str | None = None
 
     def validate(self) -> None:
         """Raises ValueError naming the first field out of range."""
+        if self.vision_model is not None and (not isinstance(self.vision_model, str) or not self.vision_model):
+            raise ValueError(f"vision_model must be a model name, got {self.vision_model!r}")
         for name, (low, high) in _LIMITS.items():
             value = getattr(self, name)
             if not isinstance(value, int) or not low <= value <= high:

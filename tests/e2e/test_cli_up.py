@@ -34,6 +34,7 @@ def test_up_answers_then_status_and_down(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("WS_CLI_TEST_KEY", API_KEY)
     config["security"] = {"api_keys": [{"name": "cli-test", "key_env": "WS_CLI_TEST_KEY"}]}
     config["models"][0]["num_replicas"] = 1  # one engine keeps this test to about a minute
+    config["models"][0]["engine"]["stream_interval"] = 4  # vLLM groups streamed tokens (checked below)
     path = tmp_path / "cli.yaml"
     path.write_text(yaml.safe_dump(config))
     try:
@@ -50,6 +51,16 @@ def test_up_answers_then_status_and_down(tmp_path: Path, monkeypatch: pytest.Mon
             model="smollm2-135m-instruct", temperature=0,
             messages=[{"role": "user", "content": "What is the capital of France?"}])
         assert "Paris" in reply.choices[0].message.content
+        # stream_interval 4: the first token alone, then groups of 4, so 9 tokens come in 3 content chunks
+        # (per-token streaming would take 9), and the text is the non-streamed answer's.
+        question = {"model": "smollm2-135m-instruct", "temperature": 0, "max_tokens": 9,
+                    "extra_body": {"ignore_eos": True},
+                    "messages": [{"role": "user", "content": "Name three colours."}]}
+        whole = client.chat.completions.create(**question)
+        pieces = [c.choices[0].delta.content for c in client.chat.completions.create(**question, stream=True)
+                  if c.choices and c.choices[0].delta.content]
+        assert whole.usage.completion_tokens == 9 and "".join(pieces) == whole.choices[0].message.content
+        assert 2 <= len(pieces) <= 3, pieces
 
         status = _cli("status", timeout_s=120)
         assert status.returncode == 0, status.stderr[-2000:]

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +185,24 @@ def test_concurrent_burst_is_batched(vision_app: DeployedApp) -> None:
         scraped_before, "warmserve_vision_batch_size_sum", **labels)
     assert (batches, images) == (after["batches"] - before["batches"], 32)
     assert value(scraped, "warmserve_requests_total", route="/v1/vision/classify", method="POST", status="200") >= 32
+
+
+def test_locust_vision_users_against_the_served_model(vision_app: DeployedApp, tmp_path: Path) -> None:
+    """`warmserve loadtest --scenario vision`: real Locust users sending binary-tensor infer requests."""
+    from loadtests.run_loadtest import main as loadtest_main
+
+    out = tmp_path / "report"
+    code = loadtest_main(["--host", vision_app.root_url, "--scenario", "vision", "--users", "2", "--duration", "6",
+                          "--out", str(out), "--quiet"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 0, summary["errors"]
+    assert summary["counts_match"], summary["count_mismatches"]
+    assert summary["scenario"]["workload"]["vision_model"] == MODEL  # the only vision model served
+    vision = summary["requests"]["by_kind"]["vision"]
+    assert vision["total"] > 5 and vision["failed"] == 0 and set(summary["requests"]["by_kind"]) == {"vision"}
+    latency = summary["latency_ms_by_kind"]["vision"]
+    assert latency["e2e"]["count"] == vision["total"] and latency["e2e"]["p50"] > 0
+    assert (out / "report.md").is_file() and (out / "latency_histograms.png").stat().st_size > 0
+    # A vision model the server does not have: a usage error naming the ones it has, before any load.
+    assert loadtest_main(["--host", vision_app.root_url, "--scenario", "vision", "--vision-model", "nope",
+                          "--duration", "2", "--out", str(tmp_path / "bad"), "--quiet", "--no-plots"]) == 2

@@ -42,6 +42,7 @@ def test_unknown_field_is_named() -> None:
     ({"kv_cache_space_gb": -1}, "kv_cache_space_gb"),
     ({"dtype": "int3"}, "dtype"),
     ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
+    ({"stream_interval": 0}, "stream_interval"),
 ])
 def test_out_of_range_numbers_name_their_field(engine: dict, field: str) -> None:
     issues = _issues(_model(engine=engine))

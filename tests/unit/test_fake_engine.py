@@ -51,6 +51,20 @@ def test_greedy_is_a_function_of_the_context_and_finishes_with_length() -> None:
     assert [c.finish_reason for c in chunks] == [None, None, None, None, "length"]
 
 
+def test_stream_interval_groups_tokens_after_the_first() -> None:
+    grouped = EngineConfig(kind="fake", block_size=4, stream_interval=3)
+    every_token = _run(FakeLLMEngine(ENGINE, _detok), [0, 1, 2, 3], temperature=0, max_tokens=8)
+    chunks = _run(FakeLLMEngine(grouped, _detok), [0, 1, 2, 3], temperature=0, max_tokens=8)
+    # First token alone, then groups of 3, the remainder with the finish: 1 + 3 + 3 + 1.
+    assert [len(c.token_ids) for c in chunks] == [1, 3, 3, 1]
+    assert [t for c in chunks for t in c.token_ids] == [t for c in every_token for t in c.token_ids]
+    assert "".join(c.text for c in chunks) == "".join(c.text for c in every_token)
+    assert [c.finish_reason for c in chunks] == [None, None, None, "length"]
+    # A stop string inside a group: the tokens gathered so far go out with the stop.
+    stopped = _run(FakeLLMEngine(grouped, _detok), [0, 1, 2, 3], temperature=0, max_tokens=8, stop=["cd"])
+    assert "".join(c.text for c in stopped) == "c" and stopped[-1].finish_reason == "stop"
+
+
 def test_seeded_sampling_repeats() -> None:
     a = _run(FakeLLMEngine(ENGINE, _detok), list(range(20)), temperature=1.0, seed=3)
     b = _run(FakeLLMEngine(ENGINE, _detok), list(range(20)), temperature=1.0, seed=3)

@@ -118,9 +118,24 @@ def test_comparison_table_and_target_names() -> None:
     assert lines[2].startswith("| kv_aware | 4 | 1 |") and "100 ms" in lines[2]  # TTFT p50
     assert "| raw_vllm | RuntimeError: port taken |" in lines[3]
     assert parse_targets("kv_aware, pow2,raw_vllm") == ["kv_aware", "pow2", "raw_vllm"]
+    assert parse_targets("ray_serve_llm,kv_aware") == ["ray_serve_llm", "kv_aware"]
     for bad, message in (("", "at least one"), ("kv_aware,kv", "unknown target 'kv'"), ("pow2,pow2", "twice")):
         with pytest.raises(ValueError, match=message):
             parse_targets(bad)
+
+
+def test_each_target_name_builds_its_own_system(tmp_path) -> None:
+    from loadtests.targets import TARGETS, build_targets
+
+    targets = build_targets(list(TARGETS), tmp_path)  # building starts nothing
+    assert [t.name for t in targets] == list(TARGETS)
+    by_name = {t.name: t.description for t in targets}
+    peer = by_name["ray_serve_llm"]
+    assert "PrefixCacheAffinityRouter" in peer and "2 LLMServer replicas" in peer
+    assert by_name["raw_vllm"].startswith("raw `vllm serve`")
+    assert "router.policy pow2" in by_name["pow2"]
+    for target in targets:
+        target.stop()  # never started: stopping must be a no-op
 
 
 def test_hit_rate_is_none_when_the_server_reports_no_cached_tokens() -> None:

@@ -98,7 +98,8 @@ def test_scenarios_builtin_and_from_mapping(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"users": {"vision": 1}}, "unknown user kind"),
+    ({"users": {"audio": 1}}, "unknown user kind"),
+    ({"workload": {"vision_model": ""}}, "vision_model must be a model name"),
     ({"users": {"shared_prefix": 0}}, "weight"),
     ({"users": {}}, "names no user kind"),
     ({"shape": {"users": -1}}, "users"),
