@@ -76,11 +76,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     config = _load_or_exit(args.config)
     _warn_if_open_to_the_network(config)
-    model_paths = prepare_models(config)
     # Serve reads these switches in every process that touches it, this driver included (it creates the
-    # deployment handles the ingress uses), before `ray.serve` is first imported.
+    # deployment handles the ingress uses), when `ray.serve` is first imported: so before anything that
+    # imports it, preparing the vision models included.
     serve_env = serve_environment(config.ray, config.http)
     os.environ.update(serve_env)
+    model_paths = prepare_models(config)
     address = args.address or config.ray.address
     base_url = f"http://{config.http.host}:{config.http.port}"
     started_head = False

@@ -32,14 +32,16 @@ import yaml
 
 from cluster.ray_control import start_local_head, stop_local_head
 from configs.schema import RayConfig
+from engines.model_store.store import ModelStore
 from loadtests.chat_bench import RunSummary, build_prompts, run_prompts, summarize
 from loadtests.shared_prefix_workload import build_workload
 from loadtests.process_cpu import CpuSnapshot, cpu_seconds_by_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "smollm2-135m-instruct"
-MODEL_DIR = Path.home() / ".cache" / "warmserve" / "models" / MODEL_NAME
+MODEL_DIR = ModelStore().path_for(MODEL_NAME)
 RAW_PORT = 8200
+RAW_LOG = REPO_ROOT / "reports" / "raw-vllm.log"
 WARMSERVE_PORT = 8000
 # Must match configs/profiles/bench-1replica.yaml so both systems run the same engine.
 ENGINE_FLAGS = ["--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs", "16", "--block-size", "32",
@@ -49,9 +51,13 @@ ENGINE_FLAGS = ["--dtype", "float32", "--max-model-len", "2048", "--max-num-seqs
 ENGINE_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"}
 
 
-def _wait_for(url: str, timeout_s: float) -> None:
+def _wait_for(url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until `url` answers 200; fails at once, with where to look, when `process` (the server) exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server for {url} exited with status {process.returncode} before answering; "
+                               f"see {RAW_LOG}")
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:
@@ -68,7 +74,7 @@ def _start_raw_vllm(stream_interval: int = 1) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL_DIR),
                "--served-model-name", MODEL_NAME, "--host", "127.0.0.1", "--port", str(RAW_PORT),
                *ENGINE_FLAGS, "--stream-interval", str(stream_interval)]
-    log = open(REPO_ROOT / "reports" / "raw-vllm.log", "wb")
+    log = open(RAW_LOG, "wb")
     return subprocess.Popen(command, env={**os.environ, **ENGINE_ENV}, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -168,7 +174,7 @@ def _run_system(system: str, shape: tuple[str, int, int, int, int], stream_inter
     if system == "raw_vllm":
         raw = _start_raw_vllm(stream_interval)
         try:
-            _wait_for(f"http://127.0.0.1:{RAW_PORT}/v1/models", 600)
+            _wait_for(f"http://127.0.0.1:{RAW_PORT}/v1/models", 600, raw)
             return _measure(system, f"http://127.0.0.1:{RAW_PORT}/v1", *shape)
         finally:
             raw.terminate()
@@ -210,6 +216,9 @@ def main() -> None:
     if unknown or "raw_vllm" not in systems:
         parser.error(f"--systems must include raw_vllm (the baseline) and only {', '.join(SYSTEMS)}; got {unknown}")
     (REPO_ROOT / "reports").mkdir(exist_ok=True)
+    # Every system loads the checkpoint from the model store's cache: build it first on a fresh machine
+    # (idempotent, shows progress when it builds) instead of letting raw vLLM take the path for a hub id.
+    ModelStore().resolve(MODEL_NAME)
     shape = (args.workload, args.runs, args.requests, args.concurrency, args.max_tokens)
     measured = {system: _run_system(system, shape, args.stream_interval) for system in systems}
 
