@@ -156,9 +156,8 @@ class EngineConfig(StrictModel):
     kv_events: bool = True
     # Tokens the engine gathers per streamed chunk after the first (vLLM's `stream_interval`; the first
     # token always goes at once, the rest with the finish). 1 (vLLM's default) streams every token. Each
-    # chunk crosses Ray from the replica to the ingress: on 2 CPU cores, 4 cut the ingress's and replica's
-    # CPU by a third and gave the engine the difference (docs/benchmarks.md, "Streaming interval"), while
-    # clients see tokens in groups of up to this many.
+    # chunk is one gRPC message from the replica to the ingress; over that channel 4 changes tokens/s on
+    # 2 cores within noise (docs/benchmarks.md, "Transport"), while clients see tokens in groups.
     stream_interval: int = Field(default=1, ge=1, le=1024)
     # Scheduling priority of the engine's own processes. Ray starts every worker (replicas included) at
     # nice 15; raising just the engine above the request path gave +9% tokens/s on 2 cores
