@@ -70,6 +70,15 @@ def _own_replica_id() -> str:
         return "local"
 
 
+def _end_generation_span(span: Span, tokens: int, finish: str | None, span_open: bool) -> bool:
+    """End the replica's generation span once, with what it produced; returns whether it is still open."""
+    if span_open:
+        span.set_attributes({"gen_ai.usage.output_tokens": tokens, "gen_ai.response.finish_reason":
+                             finish or "none"})
+        span.end()
+    return False
+
+
 class LLMReplica:
     """Wrapped by `serve.deployment` in the app builder (options come from the typed config there)."""
 
@@ -105,7 +114,7 @@ class LLMReplica:
         # request inside the engine, so an abandoned request stops consuming KV cache at once.
         span = self._generation_span(request)
         stream = self._engine.generate(request)
-        first, tokens, finish = True, 0, None
+        first, tokens, finish, span_open = True, 0, None, True
         started = time.monotonic()
         if not self._in_flight:  # idle until now: the wedge clock starts with this request
             self._last_progress = time.monotonic()
@@ -122,15 +131,17 @@ class LLMReplica:
                                                    "warmserve.cached_tokens": chunk.num_cached_prompt_tokens or 0})
                 tokens += len(chunk.token_ids)
                 finish = chunk.finish_reason or finish
+                if finish is not None:
+                    # The generation is over once its last chunk is handed off. The caller stops reading
+                    # there and ends its own spans at once, while this generator resumes only later.
+                    span_open = _end_generation_span(span, tokens, finish, span_open)
                 yield chunk
         except EngineDeadError as error:
             span.set_status(Status(StatusCode.ERROR, "engine dead"))
             raise self._dead(str(error)) from None
         finally:
             self._in_flight -= 1
-            span.set_attributes({"gen_ai.usage.output_tokens": tokens, "gen_ai.response.finish_reason":
-                                 finish or "none"})
-            span.end()
+            _end_generation_span(span, tokens, finish, span_open)
             await stream.aclose()
 
     def _generation_span(self, request: GenerationRequest) -> Span:
