@@ -30,6 +30,9 @@ class ChaosReport:
     faults: list[str] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)
     mismatched: list[int] = field(default_factory=list)
+    # For each mismatched request: both texts and what failover did to it, so a failure can be told apart
+    # (a resumed stream that diverged, or an undisturbed one that batching alone changed).
+    mismatch_details: list[str] = field(default_factory=list)
     resumed: int = 0
     retried: int = 0
     reference_s: float = 0.0
@@ -42,7 +45,8 @@ class ChaosReport:
     def summary(self) -> str:
         return (f"{self.requests} requests, faults: {'; '.join(self.faults) or 'none'}\n"
                 f"lost {len(self.lost)}, text differs {len(self.mismatched)}, resumed {self.resumed}, "
-                f"retried {self.retried}; run {self.faulted_s:.1f} s (undisturbed {self.reference_s:.1f} s)")
+                f"retried {self.retried}; run {self.faulted_s:.1f} s (undisturbed {self.reference_s:.1f} s)"
+                + "".join(f"\n  {detail}" for detail in self.mismatch_details))
 
 
 def compare(reference: list[RequestOutcome], faulted: list[RequestOutcome], report: ChaosReport) -> None:
@@ -51,6 +55,9 @@ def compare(reference: list[RequestOutcome], faulted: list[RequestOutcome], repo
             report.lost.append(got.index)
         elif got.text != ref.text:
             report.mismatched.append(got.index)
+            report.mismatch_details.append(
+                f"#{got.index} (resumed {got.resumed}, retried {got.retried}, replica {got.replica}): "
+                f"reference {ref.text!r} != {got.text!r}")
         report.resumed += got.resumed
         report.retried += got.retried
 
@@ -104,6 +111,12 @@ def cmd_chaos(argv: list[str]) -> int:
     config = load_checked_config(args.config)
     model = config.models[0]
     url = args.url or f"http://{config.http.host}:{config.http.port}/v1"
+    from engines.platform import resolve_dtype
+
+    if resolve_dtype(model.engine.dtype, model.placement.device) != "float32":
+        print(f"[warmserve] chaos: WARNING: {model.name} does not run in float32 here, so its greedy text also "
+              "changes with batch composition; 'text differs' then counts streams no fault touched "
+              "(docs/reliability.md)", file=sys.stderr)
 
     import ray
 

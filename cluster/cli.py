@@ -143,6 +143,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from cluster.ray_control import ClusterState
     from cluster.serve_control import replica_counts, status_name
     from cluster.status_table import replica_table
+    from cluster.traffic_status import traffic_lines
 
     state = ClusterState.load()
     if state is None:
@@ -157,6 +158,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for name, deployment in app.deployments.items():
             print(f"  {name:38} {status_name(deployment.status):14} {replica_counts(deployment) or '-'}")
     print()
+    for line in traffic_lines(state.http_url, args.api_key):  # versioned models' splits, if any
+        print(line)
     for line in replica_table(state.http_url, args.api_key):
         print(line)
     return 0

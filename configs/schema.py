@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from configs.base import StrictModel
+from configs.model_versions import check_versions, split_version
 from configs.vision_schema import VisionModelConfig
 from configs.reliability_schema import (
     AdmissionConfig,
@@ -232,7 +233,10 @@ class RouterConfig(StrictModel):
 class LLMModelConfig(StrictModel):
     """One served LLM: which weights, how many replicas, and how each replica runs its engine."""
 
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
+    # `<model>` or `<model>@<version>`: the versions of one model share its name in requests, which are
+    # split between them by `traffic_weight` (configs/model_versions.py, router/traffic_split.py).
+    name: str = Field(min_length=1, max_length=128,
+                      pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*(@[A-Za-z0-9][A-Za-z0-9._-]*)?$")
     # A model-store name (see engines.model_store) or a local Hugging Face-style directory.
     model: str = Field(min_length=1, max_length=4096)
     num_replicas: int = Field(default=1, ge=1, le=1024)
@@ -249,6 +253,17 @@ class LLMModelConfig(StrictModel):
     # Logical CPUs the Serve replica actor itself reserves (its engine workers reserve their own).
     replica_num_cpus: float = Field(default=1.0, ge=0, le=256)
     max_ongoing_requests: int = Field(default=64, ge=1, le=100_000)
+    # A version's share of the requests for its bare model name, relative to its sibling versions'
+    # weights; 0 = reached only when pinned (a version warming up before a rollout). Versions only.
+    traffic_weight: float = Field(default=1.0, ge=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _weight_only_on_versions(self) -> LLMModelConfig:
+        # Compared with the default, not "was it set": a dumped and re-validated config sets every field.
+        if self.traffic_weight != 1.0 and split_version(self.name)[1] is None:
+            raise ValueError(f"model {self.name!r}: traffic_weight applies only to versions (entries named "
+                             f"'<model>@<version>'); {self.name!r} has no version")
+        return self
 
     @model_validator(mode="after")
     def _shape_fits_placement(self) -> LLMModelConfig:
@@ -325,6 +340,7 @@ class ClusterConfig(StrictModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"models: duplicate model names {duplicates}")
+        check_versions([(m.name, m.traffic_weight) for m in self.models], [m.name for m in self.vision_models])
         # A JSON body carries an image base64-encoded: 4/3 of its bytes.
         largest_image = max((m.max_image_bytes for m in self.vision_models), default=0)
         if largest_image * 4 // 3 > self.security.max_body_bytes:

@@ -9,8 +9,10 @@ from ray.serve import Application
 from ray.serve.config import RequestRouterConfig
 
 from configs.observability_schema import ObservabilityConfig
+from configs.model_versions import split_version
 from configs.schema import ClusterConfig, LLMModelConfig
 from deployments.api_keys import resolve_key
+from deployments.deployment_version import versioned_bind
 from deployments.ingress import Ingress
 from deployments.llm_autoscaling import serve_autoscaling_config
 from deployments.llm_replica import LLMReplica
@@ -63,11 +65,18 @@ def request_router_config(model: LLMModelConfig) -> RequestRouterConfig:
     return RequestRouterConfig(request_router_class=KVAwareRequestRouter, request_router_kwargs=kwargs, **common)
 
 
-def without_replica_count(model: LLMModelConfig) -> LLMModelConfig:
-    """The model's config as replicas and the ingress receive it: how many replicas run is Serve's
-    business, so a changed count (or autoscaling bounds) is a scale operation on the running
-    deployment (new replicas added, surplus ones drained), not a redeploy of every replica."""
-    return model.model_copy(update={"num_replicas": 1, "autoscaling": None})
+def as_deployed(model: LLMModelConfig) -> LLMModelConfig:
+    """The model's config as replicas and the ingress receive it, without what may change while they run:
+    how many replicas run is Serve's business, so a changed count (or autoscaling bounds) is a scale
+    operation on the running deployment (new replicas added, surplus ones drained), not a redeploy of every
+    replica; a version's traffic weight reaches the running ingress replicas as their user config."""
+    return model.model_copy(update={"num_replicas": 1, "autoscaling": None, "traffic_weight": 1.0})
+
+
+def traffic_user_config(config: ClusterConfig) -> dict[str, object]:
+    """The ingress's user config: the versions' weights. Serve hands a changed one to every running
+    ingress replica (`Ingress.reconfigure`), so shifting traffic restarts nothing."""
+    return {"traffic_weights": {m.name: m.traffic_weight for m in config.models if split_version(m.name)[1]}}
 
 
 def _llm_deployment(model: LLMModelConfig, model_path: Path, observability: ObservabilityConfig) -> Application:
@@ -91,8 +100,8 @@ def _llm_deployment(model: LLMModelConfig, model_path: Path, observability: Obse
         "request_router_config": request_router_config(model),
     }
     options.update(replica_placement_options(resources))
-    return serve.deployment(LLMReplica).options(**options).bind(without_replica_count(model), str(model_path),
-                                                                observability)
+    return versioned_bind(serve.deployment(LLMReplica).options(**options), as_deployed(model), str(model_path),
+                          observability)
 
 
 def replica_placement_options(resources: ReplicaResources) -> dict[str, object]:
@@ -120,9 +129,11 @@ def build_app(config: ClusterConfig, model_paths: dict[str, Path]) -> Applicatio
     # those replicas finish in time still reach their clients.
     drain_s = max(m.drain.grace_s for m in config.models) + 5.0 if config.models else 20.0
     ingress = Ingress.options(ray_actor_options={"num_cpus": 1.0}, graceful_shutdown_timeout_s=drain_s,
-                              max_ongoing_requests=config.http.ingress_max_ongoing_requests)
-    return ingress.bind(
-        [without_replica_count(m) for m in config.models], {name: str(path) for name, path in model_paths.items()},
+                              max_ongoing_requests=config.http.ingress_max_ongoing_requests,
+                              user_config=traffic_user_config(config))
+    return versioned_bind(
+        ingress,
+        [as_deployed(m) for m in config.models], {name: str(path) for name, path in model_paths.items()},
         handles, config.http,
         list(config.vision_models), vision_handles, vision_labels,
         # Only digests of the keys travel into the app (deployments/api_keys.py).

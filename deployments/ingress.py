@@ -22,6 +22,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from configs.model_versions import split_version
 from configs.observability_schema import ObservabilityConfig
 from configs.schema import HttpConfig, LLMModelConfig
 from configs.security_schema import SecurityConfig
@@ -29,11 +30,12 @@ from configs.vision_schema import VisionModelConfig
 from deployments.admission import AdmissionGate, AdmissionTicket, client_identity
 from deployments.api_keys import ResolvedKey
 from deployments.completion_stream import IndexedChunk, Usage, merged_streams
-from deployments.errors import APIError, internal_error, model_not_found, service_unavailable
+from deployments.errors import APIError, internal_error, service_unavailable
 from deployments.handle_calls import call_with_own_request_id
 from deployments import openapi_docs as docs
 from deployments.http_app import app
 from deployments.metrics import observed_generation, watch_admission
+from deployments.model_resolver import SESSION_HEADER, VERSION_HEADER, ModelResolver
 from deployments.metrics_routes import MetricsRoutes
 from deployments.openai_framing import CHAT, COMPLETION, Framing
 from deployments.openai_protocol import (
@@ -124,13 +126,22 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
         self._models = {
             m.name: ServedModel.create(m, model_paths[m.name], handles[m.name], created) for m in models
         }
+        self._resolver = ModelResolver(self._models)
         watch_admission({name: served.admission for name, served in self._models.items()})  # queue depth
         self._timeout_s = http.request_timeout_s
 
-    def _model(self, name: str) -> ServedModel:
-        served = self._models.get(name)
-        if served is None:
-            raise model_not_found(name, sorted(self._models))
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve calls this at start and whenever the ingress's user config changes (app_builder's
+        `traffic_user_config`): the versions' weights change in place, with no restart and no lost request."""
+        self._resolver.set_weights(user_config.get("traffic_weights", {}))
+        for model, split in self._resolver.splits().items():
+            logger.info("traffic for %s: %s", model,
+                        ", ".join(f"{name} {share:.0%}" for name, share in split.shares().items()))
+
+    def _model(self, name: str, http_request: Request, user: str | None) -> ServedModel:
+        """The model (or the version of one) that answers a request naming `name` (deployments/model_resolver.py)."""
+        headers = http_request.headers
+        _, served = self._resolver.resolve(name, headers.get(VERSION_HEADER), headers.get(SESSION_HEADER) or user)
         return served
 
     @app.get("/health", response_model=None, responses=docs.HEALTH_RESPONSES)
@@ -152,10 +163,14 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
 
     @app.get("/v1/models", response_model=None, responses=docs.MODELS_RESPONSES)
     async def list_models(self) -> dict[str, Any]:
-        return {"object": "list", "data": [
-            {"id": name, "object": "model", "created": s.created, "owned_by": "warmserve",
-             "max_model_len": s.config.engine.max_model_len}
-            for name, s in sorted(self._models.items())] + self.vision_model_cards()}
+        cards = [{"id": name, "object": "model", "created": s.created, "owned_by": "warmserve",
+                  "max_model_len": s.config.engine.max_model_len} for name, s in self._models.items()]
+        for model, split in self._resolver.splits().items():  # a versioned model's bare name, with its split
+            first = self._models[split.versions[0]]
+            cards.append({"id": model, "object": "model", "created": first.created, "owned_by": "warmserve",
+                          "max_model_len": min(self._models[v].config.engine.max_model_len for v in split.versions),
+                          "versions": split.shares()})
+        return {"object": "list", "data": sorted(cards, key=lambda card: card["id"]) + self.vision_model_cards()}
 
     @app.post("/v1/chat/completions", openapi_extra=docs.CHAT_COMPLETION_BODY,
               responses=docs.CHAT_COMPLETION_RESPONSES)
@@ -164,7 +179,7 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
 
     async def _chat(self, request: Request) -> Response:
         body = await parse_traced(request, ChatCompletionRequest)
-        served = self._model(body.model)
+        served = self._model(body.model, request, body.user)
         prompt = chat_prompt_ids(served.tokenizer, body)
         return await self._complete(served, body, prompt, body.effective_max_tokens(), "messages", CHAT, request)
 
@@ -174,7 +189,7 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
 
     async def _completion(self, request: Request) -> Response:
         body = await parse_traced(request, CompletionRequest)
-        served = self._model(body.model)
+        served = self._model(body.model, request, body.user)
         prompt = completion_prompt_ids(served.tokenizer, body)
         return await self._complete(served, body, prompt, body.effective_max_tokens(), "prompt", COMPLETION, request)
 
@@ -227,18 +242,23 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
             logger.info("prompt of %d tokens: %r", len(requests[0].prompt_token_ids),
                         served.tokenizer.decode(requests[0].prompt_token_ids))
         span.set_attributes({"warmserve.request_id": request_id, "gen_ai.request.model": body.model,
+                             "gen_ai.response.model": served.config.name,
                              "gen_ai.request.max_tokens": requests[0].sampling.max_tokens,
                              "warmserve.n": body.n, "warmserve.stream": body.stream})
         failover = FailoverEvents(listener=lambda kind, details: span.add_event(f"failover.{kind}", details))
         reply = _Reply(framing, request_id, int(time.time()), body.model, body.n, usage, failover, ticket,
                        served.config.admission.retry_after_s, span)
         stream = merged_streams(requests, self._starter(served, reply.failover), reply.usage)
-        stream = observed_generation(body.model, stream, reply.usage)  # TTFT, ITL, E2E, tokens (/metrics)
+        # TTFT, ITL, E2E, tokens (/metrics), labelled with the served name, so each version has its own series.
+        stream = observed_generation(served.config.name, stream, reply.usage)
         # Wait for the first chunk before answering, so a failure before any token is a proper error
         # status rather than a 200 followed by a broken stream.
         first = await self._first_chunk(stream, reply.retry_after_s)
         span.add_event("first_token")
         headers = {"x-request-id": request_id}
+        version = split_version(served.config.name)[1]
+        if version is not None:  # which version answered (the bare name's split, or the pin)
+            headers[VERSION_HEADER] = version
         if first.chunk.replica_id:  # which replica the router chose (choice 0 when n > 1)
             headers["x-warmserve-replica"] = first.chunk.replica_id
         if reply.failover.retried:  # retried before its first token: already known when the headers go

@@ -70,13 +70,13 @@ def _own_replica_id() -> str:
         return "local"
 
 
-def _end_generation_span(span: Span, tokens: int, finish: str | None, span_open: bool) -> bool:
-    """End the replica's generation span once, with what it produced; returns whether it is still open."""
-    if span_open:
+def _end_generation_span(span: Span, tokens: int, finish: str | None) -> None:
+    """End the replica's generation span with what it produced; a second call does nothing (an ended span,
+    like an untraced request's, no longer records)."""
+    if span.is_recording():
         span.set_attributes({"gen_ai.usage.output_tokens": tokens, "gen_ai.response.finish_reason":
                              finish or "none"})
         span.end()
-    return False
 
 
 class LLMReplica:
@@ -114,7 +114,7 @@ class LLMReplica:
         # request inside the engine, so an abandoned request stops consuming KV cache at once.
         span = self._generation_span(request)
         stream = self._engine.generate(request)
-        first, tokens, finish, span_open = True, 0, None, True
+        first, tokens, finish = True, 0, None
         started = time.monotonic()
         if not self._in_flight:  # idle until now: the wedge clock starts with this request
             self._last_progress = time.monotonic()
@@ -134,14 +134,14 @@ class LLMReplica:
                 if finish is not None:
                     # The generation is over once its last chunk is handed off. The caller stops reading
                     # there and ends its own spans at once, while this generator resumes only later.
-                    span_open = _end_generation_span(span, tokens, finish, span_open)
+                    _end_generation_span(span, tokens, finish)
                 yield chunk
         except EngineDeadError as error:
             span.set_status(Status(StatusCode.ERROR, "engine dead"))
             raise self._dead(str(error)) from None
         finally:
             self._in_flight -= 1
-            _end_generation_span(span, tokens, finish, span_open)
+            _end_generation_span(span, tokens, finish)
             await stream.aclose()
 
     def _generation_span(self, request: GenerationRequest) -> Span:

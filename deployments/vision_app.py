@@ -10,6 +10,7 @@ from ray.serve import Application
 
 from configs.schema import ClusterConfig
 from configs.vision_schema import VisionModelConfig
+from deployments.deployment_version import versioned_bind
 from deployments.vision_replica import VisionReplica
 from engines.vision.store import load_artifacts, prepare_vision_model
 
@@ -35,7 +36,7 @@ def _vision_deployment(model: VisionModelConfig, artifacts_dir: Path) -> Applica
         "health_check_timeout_s": 60.0,
         "graceful_shutdown_timeout_s": 10.0,
     }
-    return serve.deployment(VisionReplica).options(**options).bind(model, str(artifacts_dir))
+    return versioned_bind(serve.deployment(VisionReplica).options(**options), model, str(artifacts_dir))
 
 
 def vision_deployments(config: ClusterConfig, prepared: dict[str, Path] | None = None

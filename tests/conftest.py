@@ -59,10 +59,7 @@ def deploy_profile(profile: str, app_name: str, route_prefix: str, router_policy
     model entry, e.g. {"engine": {"fake_token_latency_s": 0.02}, "failover": {"stall_timeout_s": 1}};
     `cluster_overrides` replace top-level sections, e.g. {"security": {"api_keys": [...]}}."""
     from cluster.config_check import load_checked_config
-    from cluster.serve_control import prepare_models
     from configs.schema import ClusterConfig
-    from deployments.app_builder import build_app
-    from ray import serve
 
     loaded = load_checked_config(profile)
     raw = {**loaded.model_dump(), "http": {"host": "127.0.0.1", "port": SERVE_PORT}, **(cluster_overrides or {})}
@@ -71,9 +68,16 @@ def deploy_profile(profile: str, app_name: str, route_prefix: str, router_policy
             model["router"]["policy"] = router_policy
         for section, values in (model_overrides or {}).items():
             model[section] = {**(model[section] or {}), **values} if isinstance(values, dict) else values
-    config = ClusterConfig.model_validate(raw)
-    paths = prepare_models(config)
-    serve.run(build_app(config, paths), name=app_name, route_prefix=route_prefix, blocking=False)
+    return deploy_config(ClusterConfig.model_validate(raw), app_name, route_prefix)
+
+
+def deploy_config(config: Any, app_name: str, route_prefix: str) -> DeployedApp:
+    """Deploy (or re-apply, as `warmserve up` on a running head does) a validated ClusterConfig as an app."""
+    from cluster.serve_control import prepare_models
+    from deployments.app_builder import build_app
+    from ray import serve
+
+    serve.run(build_app(config, prepare_models(config)), name=app_name, route_prefix=route_prefix, blocking=False)
     _wait_ready(app_name)
     root = f"http://127.0.0.1:{SERVE_PORT}{route_prefix}"
     return DeployedApp(app_name, f"{root}/v1", root, config.models[0].name)
@@ -127,8 +131,12 @@ def vllm_app(serve_instance: None, otlp_receiver: Any) -> Iterator[DeployedApp]:
     from ray import serve
 
     # Traced, as an operator would run it: the tracing e2e test reads the spans, the others pay its cost.
-    yield deploy_profile("local", "local", "/local", cluster_overrides={"observability": {"tracing": {
-        "otlp_endpoint": otlp_receiver.endpoint, "export_delay_s": 0.5}}})
+    # float32 on every host: on CPUs with bf16 (AMX), `dtype: auto` runs bfloat16, whose greedy text changes
+    # with batch composition (18 of 50 undisturbed chaos requests differed between two runs), so the tests
+    # that compare greedy texts across runs would test vLLM's batch variance, not warmserve.
+    yield deploy_profile("local", "local", "/local", model_overrides={"engine": {"dtype": "float32"}},
+                         cluster_overrides={"observability": {"tracing": {
+                             "otlp_endpoint": otlp_receiver.endpoint, "export_delay_s": 0.5}}})
     serve.delete("local")
 
 

@@ -23,6 +23,6 @@ def test_engine_sigkill_mid_stream_loses_no_request_and_changes_no_text(vllm_app
     print(report.summary())
     assert len(report.faults) == 1 and report.faults[0].startswith("SIGKILL engine pids")
     assert report.lost == [], [outcomes[i] for i in report.lost]
-    assert report.mismatched == [], report.mismatched
+    assert report.mismatched == [], report.mismatch_details
     # The kill landed mid-run, so some streams really moved to the other replica.
     assert report.resumed + report.retried >= 1
