@@ -210,6 +210,12 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     return chaos_main(args.passthrough)
 
 
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from cluster.rollout import cmd_rollout as rollout_main
+
+    return rollout_main(args.passthrough)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="warmserve", description="LLM serving cluster on Ray Serve + vLLM")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -221,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)
     status = sub.add_parser("status", help="show deployments, and each LLM replica's load, KV cache use, "
                                            "prefix-cache hits and health")
-    status.add_argument("--api-key", default=None, help="for /metrics when security.metrics_require_key is set")
+    status.add_argument("--api-key", default=None, help="an API key: for /v1/models (version splits) when API "
+                                                        "keys are set, /metrics when security.metrics_require_key is")
     status.set_defaults(func=cmd_status)
     validate = sub.add_parser("validate", help="validate a config file and print it resolved")
     validate.add_argument("config")
@@ -254,15 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
                            help="kill or stall replicas under load and check that no request was lost "
                                 "(docs/reliability.md)")
     chaos.set_defaults(func=cmd_chaos)
+    # add_help=False: `rollout --help` shows the command's own options (cluster/rollout.py).
+    rollout = sub.add_parser("rollout", add_help=False,
+                             help="shift a model's traffic to a new version in steps; roll back automatically "
+                                  "on a worse error rate or TTFT (docs/operations.md)")
+    rollout.set_defaults(func=cmd_rollout)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    # `test`, `bench`, `loadtest`, `batch` and `chaos` pass everything they do not know on (to pytest / the
-    # benchmark / Locust / the batch job / the chaos tool).
+    # `test`, `bench`, `loadtest`, `batch`, `chaos` and `rollout` pass everything they do not know on (to
+    # pytest / the benchmark / Locust / the batch job / the chaos tool / the rollout).
     args, passthrough = parser.parse_known_args(argv)
-    if passthrough and args.command not in ("test", "bench", "loadtest", "batch", "chaos"):
+    if passthrough and args.command not in ("test", "bench", "loadtest", "batch", "chaos", "rollout"):
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
     args.passthrough = passthrough
     # Before anything imports ray: Ray reads the auth mode once, at import.

@@ -98,14 +98,28 @@ def _answers_unauthenticated_with_401(base_url: str) -> str:
     raise RuntimeError(f"{base_url}/v1/models answered without an API key although security.api_keys is set")
 
 
-def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, timeout_s: float) -> str:
-    """Poll until the app is RUNNING (every replica healthy) and the first model answers a chat request;
-    print progress meanwhile; return the answer."""
+def deployment_problem(app_name: str, deployment: str) -> str | None:
+    """Why one deployment is not serving well now (UNHEALTHY, or gone), or None while it is."""
+    from ray import serve
+
+    app = serve.status().applications.get(app_name)
+    status = app.deployments.get(deployment) if app is not None else None
+    if status is None:
+        return f"deployment {deployment} is not running"
+    if status_name(status.status) in ("UNHEALTHY", "DEPLOY_FAILED"):
+        return f"deployment {deployment} is {status_name(status.status)}: {status.message}"
+    return None
+
+
+def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, timeout_s: float,
+                         model: str | None = None) -> str:
+    """Poll until the app is RUNNING (every replica healthy) and `model` (default: the first) answers a
+    chat request; print progress meanwhile; return the answer."""
     from ray import serve
 
     deadline = time.monotonic() + timeout_s
     started = time.monotonic()
-    model = config.models[0].name if config.models else None
+    model = model or (config.models[0].name if config.models else None)
     refused_while_running = 0
     while True:
         app = serve.status().applications.get(app_name)

@@ -27,6 +27,8 @@ def traffic_lines(root_url: str, api_key: str | None, timeout_s: float = 10.0) -
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return traffic_lines_of(json.loads(response.read()))
     except urllib.error.HTTPError as error:
+        if error.code == 401 and api_key is None:  # API keys configured: splits shown with --api-key only
+            return []
         return [f"traffic: {root_url}/v1/models answered HTTP {error.code}"]
     except (urllib.error.URLError, OSError, ValueError) as error:
         return [f"traffic: {root_url}/v1/models unreachable ({error})"]

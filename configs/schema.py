@@ -144,8 +144,9 @@ class EngineConfig(StrictModel):
     # Tokens per KV block; also the router's hashing granularity. vLLM's CPU attention needs a multiple
     # of 32 (checked against placement in LLMModelConfig).
     block_size: int = Field(default=32, ge=1, le=1024)
-    # "auto" resolves to float32 on CPUs without native bf16 (slow kernels and wrong answers were
-    # measured there) and to the checkpoint's dtype elsewhere; see engines.platform.
+    # "auto" resolves to float32 on CPU (bfloat16 gave slow kernels and wrong answers on CPUs without bf16
+    # instructions, and a wrong answer and batch-dependent greedy text on CPUs with them) and to the
+    # checkpoint's dtype on GPU; see engines.platform.
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     enforce_eager: bool = True
     enable_prefix_caching: bool = True
@@ -167,6 +168,9 @@ class EngineConfig(StrictModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     # Fake engine only: simulated seconds per decoded token (0 = as fast as possible).
     fake_token_latency_s: float = Field(default=0.0, ge=0, le=10)
+    # Fake engine only: the fraction of requests that fail at once with an error (a bad version for rollout
+    # tests; engines/fake_engine.py).
+    fake_error_rate: float = Field(default=0.0, ge=0, le=1)
     # Fake engine only: a directory where tests drop one-shot fault files named `<replica id>.json`
     # (engines/fake_engine.py) to kill or stall that replica's engine mid-stream.
     fake_fault_dir: str | None = None

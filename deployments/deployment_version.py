@@ -50,6 +50,8 @@ def _canonical(value: Any) -> Any:
         return value
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, bytes):  # e.g. an API key's digest
+        return value.hex()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _canonical(dataclasses.asdict(value))
     # A bound deployment (Serve turns it into a handle): it is versioned on its own, so only its name counts.

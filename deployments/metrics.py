@@ -25,6 +25,8 @@ Metrics and labels (counters carry prometheus_client's `_total` suffix, histogra
 - `warmserve_prompt_tokens_total{model}`, `warmserve_cached_prompt_tokens_total{model}`,
   `warmserve_generation_tokens_total{model}`: tokens in (of those, found in the prefix cache) and out,
   as in the responses' `usage`.
+- `warmserve_generations_total{model, outcome}`: API requests that reached an LLM, by how they ended
+  (`ok`, `error` after any failover, `cancelled` when the client went away); a canary's error rate.
 - `warmserve_queue_depth{model}`: engine requests this ingress admitted and not yet finished, waiting for
   a replica or running (`n` choices count `n`; bounded by `admission.max_inflight`).
 - `warmserve_vision_batch_size{model, backend}`: images per batch a vision replica executed, reported
@@ -115,6 +117,10 @@ class IngressMetrics:
             registry=registry)
         self.generation_tokens = Counter("warmserve_generation_tokens", "Tokens generated, all choices",
                                          ("model",), registry=registry)
+        self.generations = Counter(
+            "warmserve_generations", "API requests that reached an LLM, by how they ended: ok (ran to their end), "
+            "error (failed, after any failover) or cancelled (the client went away)", ("model", "outcome"),
+            registry=registry)
         self.vision_batch_size = Histogram(
             "warmserve_vision_batch_size", "Images per batch a vision replica executed", ("model", "backend"),
             buckets=VISION_BATCH_BUCKETS, registry=registry)
@@ -132,7 +138,9 @@ class IngressMetrics:
         for size in batch_sizes:
             self.vision_batch_size.labels(model, backend).observe(size)
 
-    def record_generation_end(self, model: str, usage: Usage, produced_output: bool, e2e_s: float | None) -> None:
+    def record_generation_end(self, model: str, usage: Usage, produced_output: bool, e2e_s: float | None,
+                              outcome: str = "ok") -> None:
+        self.generations.labels(model, outcome).inc()
         if produced_output:
             self.prompt_tokens.labels(model).inc(usage.prompt_tokens)
             self.cached_prompt_tokens.labels(model).inc(usage.cached_tokens)
@@ -195,6 +203,7 @@ async def observed_generation(model: str, stream: AsyncIterator[IndexedChunk], u
         started = clock()
     last_token_at: dict[int, float] = {}  # choice index -> when its latest tokens arrived
     first_seen = finished = False
+    outcome = "cancelled"  # unless it ends or fails: closed early (client gone) or cancelled
     try:
         async for item in stream:
             tokens = len(item.chunk.token_ids)
@@ -208,9 +217,13 @@ async def observed_generation(model: str, stream: AsyncIterator[IndexedChunk], u
                     recorder.itl_s.labels(model).observe((now - previous) / tokens)
                 last_token_at[item.index] = now
             yield item
-        finished = True
+        finished, outcome = True, "ok"
+    except Exception:
+        outcome = "error"
+        raise
     finally:
         try:
             await stream.aclose()  # type: ignore[attr-defined]
         finally:
-            recorder.record_generation_end(model, usage, first_seen, clock() - started if finished else None)
+            recorder.record_generation_end(model, usage, first_seen, clock() - started if finished else None,
+                                           outcome)

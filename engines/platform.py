@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-from functools import cache
-from pathlib import Path
 from typing import Literal
 
 Device = Literal["cpu", "gpu"]
-_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-@cache
-def cpu_flags() -> frozenset[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
-
-
-def cpu_has_native_bf16() -> bool:
-    return any(flag in cpu_flags() for flag in _BF16_CPU_FLAGS)
 
 
 def resolve_dtype(configured: str, device: Device) -> str:
     """Turn the config's dtype into what vLLM gets.
 
-    On CPUs without bf16 instructions vLLM's default downcast to bfloat16 falls back to slow kernels and
-    was measured to produce nonsense, so `auto` means float32 there. GPUs keep vLLM's own `auto`.
+    On CPU `auto` means float32, where vLLM's own `auto` downcasts a float32 checkpoint to bfloat16. On CPUs
+    without bf16 instructions that falls back to slow kernels and was measured to produce nonsense. On CPUs
+    with them (AMX, AVX512-bf16) it runs, but SmolLM2 then answered "What is the capital of France?"
+    without Paris, and its greedy text changed with batch composition (docs/reliability.md). GPUs keep
+    vLLM's `auto` (the checkpoint's dtype). An explicit `bfloat16` is passed through on either.
     """
     if configured != "auto":
         return configured
-    if device == "cpu" and not cpu_has_native_bf16():
-        return "float32"
-    return "auto"
+    return "float32" if device == "cpu" else "auto"

@@ -131,12 +131,8 @@ def vllm_app(serve_instance: None, otlp_receiver: Any) -> Iterator[DeployedApp]:
     from ray import serve
 
     # Traced, as an operator would run it: the tracing e2e test reads the spans, the others pay its cost.
-    # float32 on every host: on CPUs with bf16 (AMX), `dtype: auto` runs bfloat16, whose greedy text changes
-    # with batch composition (18 of 50 undisturbed chaos requests differed between two runs), so the tests
-    # that compare greedy texts across runs would test vLLM's batch variance, not warmserve.
-    yield deploy_profile("local", "local", "/local", model_overrides={"engine": {"dtype": "float32"}},
-                         cluster_overrides={"observability": {"tracing": {
-                             "otlp_endpoint": otlp_receiver.endpoint, "export_delay_s": 0.5}}})
+    yield deploy_profile("local", "local", "/local", cluster_overrides={"observability": {"tracing": {
+        "otlp_endpoint": otlp_receiver.endpoint, "export_delay_s": 0.5}}})
     serve.delete("local")
 
 

@@ -17,6 +17,7 @@ def _model(**changes: object) -> LLMModelConfig:
 
 def test_same_arguments_same_version_and_any_change_a_new_one() -> None:
     base = deployment_version([_model(), "/models/m", {"b": 1, "a": [1, 2]}])
+    assert deployment_version([b"\x01digest"]) != deployment_version([b"\x02digest"])
     assert base == deployment_version([_model(), Path("/models/m"), {"a": [1, 2], "b": 1}])
     assert base != deployment_version([_model(engine={"max_num_seqs": 8}), "/models/m", {"b": 1, "a": [1, 2]}])
     assert base != deployment_version([_model(), "/models/other", {"b": 1, "a": [1, 2]}])

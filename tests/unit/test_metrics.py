@@ -129,6 +129,7 @@ def test_generation_latencies_and_tokens(registry: CollectorRegistry) -> None:
     assert _value(samples, "warmserve_prompt_tokens_total", model="m") == 20
     assert _value(samples, "warmserve_cached_prompt_tokens_total", model="m") == 16
     assert _value(samples, "warmserve_generation_tokens_total", model="m") == 5
+    assert _value(samples, "warmserve_generations_total", model="m", outcome="ok") == 1
 
 
 def test_a_stream_closed_early_counts_tokens_but_no_e2e(registry: CollectorRegistry) -> None:
@@ -157,6 +158,26 @@ def test_a_stream_closed_early_counts_tokens_but_no_e2e(registry: CollectorRegis
     assert _value(samples, "warmserve_generation_tokens_total", model="m") == 2
     assert _value(samples, "warmserve_prompt_tokens_total", model="m") == 7
     assert _value(samples, "warmserve_e2e_request_latency_seconds_count", model="m") == 0
+    assert _value(samples, "warmserve_generations_total", model="m", outcome="cancelled") == 1
+    assert _value(samples, "warmserve_generations_total", model="m", outcome="ok") == 0
+
+
+def test_a_failed_generation_counts_as_an_error(registry: CollectorRegistry) -> None:
+    metrics = IngressMetrics(registry)
+
+    async def engine() -> AsyncIterator[IndexedChunk]:
+        yield IndexedChunk(0, _chunk(1))
+        raise RuntimeError("engine bug")
+
+    async def run() -> None:
+        async for _ in observed_generation("m@v2", engine(), Usage(), metrics):
+            pass
+
+    with pytest.raises(RuntimeError, match="engine bug"):
+        asyncio.run(run())
+    samples = _samples(registry)
+    assert _value(samples, "warmserve_generations_total", model="m@v2", outcome="error") == 1
+    assert _value(samples, "warmserve_generations_total", model="m@v2", outcome="ok") == 0
 
 
 def test_times_start_at_the_request_arrival(registry: CollectorRegistry) -> None:

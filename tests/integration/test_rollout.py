@@ -1,0 +1,113 @@
+"""Rollouts through real Ray Serve and real HTTP on the fake engine, under a paced client load.
+
+The rollout's control loop (cluster/rollout_run.py) applies each step's weights by re-applying the config
+to the running app, as `warmserve rollout` does, and judges the canary from the ingress's /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from cluster.rollout import starting_weights, with_weights
+from cluster.rollout_metrics import scrape_versions
+from cluster.rollout_run import run_rollout
+from cluster.serve_control import deployment_problem
+from configs.rollout_schema import RolloutPolicy
+from configs.schema import ClusterConfig
+from deployments.app_builder import llm_deployment_name
+from tests.conftest import SERVE_PORT, DeployedApp, deploy_config
+
+pytestmark = pytest.mark.integration
+APP, ROUTE = "rollout", "/rollout"
+RATE_PER_S = 20.0  # the client load: paced, so the canary's errors before a rollback are bounded
+POLICY = RolloutPolicy(steps_percent=[20, 100], step_s=4, min_requests=10, step_timeout_s=60,
+                       max_error_rate_increase=0.05, max_ttft_ratio=20)
+
+
+def _config() -> ClusterConfig:
+    from cluster.config_check import load_checked_config
+
+    raw = load_checked_config("test-rollout").model_dump()
+    return ClusterConfig.model_validate({**raw, "http": {"host": "127.0.0.1", "port": SERVE_PORT}})
+
+
+@pytest.fixture(scope="module")
+def rollout_app(serve_instance: None) -> Iterator[DeployedApp]:
+    from ray import serve
+
+    yield deploy_config(_config(), APP, ROUTE)
+    serve.delete(APP)
+
+
+class PacedLoad:
+    """Chat requests for the bare name at RATE_PER_S from a background thread; every outcome is kept."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.outcomes = url, Counter[tuple[int, str | None]]()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        body = {"model": "roll", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        async with httpx.AsyncClient(timeout=60) as client:
+            async def one() -> None:
+                reply = await client.post(f"{self.url}/chat/completions", json=body)
+                self.outcomes[(reply.status_code, reply.headers.get("x-warmserve-version"))] += 1
+            tasks = set()
+            while not self._stop.is_set():
+                task = asyncio.create_task(one())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                await asyncio.sleep(1 / RATE_PER_S)
+            await asyncio.gather(*tasks)
+
+    def __enter__(self) -> PacedLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+
+def _rollout(app: DeployedApp, target: str):  # type: ignore[no-untyped-def]
+    config = _config()
+    start = starting_weights(config, "roll", target)
+    return run_rollout(start, target, POLICY, lambda w: deploy_config(with_weights(config, w), APP, ROUTE),
+                       lambda: scrape_versions(app.root_url, None),
+                       lambda: deployment_problem(APP, llm_deployment_name(target)))
+
+
+def test_a_version_that_fails_is_rolled_back_within_the_canary_budget(rollout_app: DeployedApp) -> None:
+    with PacedLoad(rollout_app.base_url) as load:
+        result = _rollout(rollout_app, "roll@bad")
+        time.sleep(2)  # requests after the rollback: all on v1 again
+    assert not result.completed and "error rate" in result.reason, result
+    failed = sum(n for (status, _), n in load.outcomes.items() if status != 200)
+    ok = {version: n for (status, version), n in load.outcomes.items() if status == 200}
+    # Only the canary failed, only while it had its 20%: detection takes a poll or two (1 s each) and the
+    # rollback one config apply, at 20 requests/s of which a fifth reach the canary.
+    assert set(ok) == {"v1"}, load.outcomes
+    assert 1 <= failed <= 30, load.outcomes
+    print(f"rolled back: {result.reason}; outcomes {dict(load.outcomes)}")
+
+
+def test_a_good_version_takes_all_traffic_with_no_failed_request(rollout_app: DeployedApp) -> None:
+    with PacedLoad(rollout_app.base_url) as load:
+        result = _rollout(rollout_app, "roll@v2")
+        time.sleep(2)
+    assert result.completed, result
+    assert result.weights == {"roll@v1": 0.0, "roll@v2": 100.0, "roll@bad": 0.0}
+    assert all(status == 200 for status, _ in load.outcomes), load.outcomes
+    assert {version for _, version in load.outcomes} == {"v1", "v2"}
+    last = httpx.post(f"{rollout_app.base_url}/chat/completions", timeout=30, json={
+        "model": "roll", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+    assert last.headers["x-warmserve-version"] == "v2"
+    print(f"rolled out: {result.steps}; outcomes {dict(load.outcomes)}")
