@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from configs.base import StrictModel
-from configs.model_versions import check_versions, split_version
+from configs.model_versions import MODEL_NAME_PATTERN, check_versions, check_weight_on_version
 from configs.vision_schema import VisionModelConfig
 from configs.reliability_schema import (
     AdmissionConfig,
@@ -149,6 +149,11 @@ class EngineConfig(StrictModel):
     # checkpoint's dtype on GPU; see engines.platform.
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     enforce_eager: bool = True
+    # vLLM's `quantization`: a pre-quantized checkpoint's method (awq, gptq, compressed-tensors) or one
+    # applied at load (fp8 on GPU; int8_per_channel_weight_only, which also runs on CPU, in bf16/fp16). A
+    # quantized variant is best served as a version of the full-precision model (`<model>@fp8`), so it can
+    # be canaried against it (docs/operations.md).
+    quantization: Literal["fp8", "int8_per_channel_weight_only", "awq", "gptq", "compressed-tensors"] | None = None
     enable_prefix_caching: bool = True
     kv_cache_space_gb: float = Field(default=1.0, gt=0, le=4096, description="CPU KV cache per engine")
     gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
@@ -182,6 +187,12 @@ class EngineConfig(StrictModel):
                 "engine.kind='fake' runs in-process and supports only tensor_parallel_size=1 and "
                 f"pipeline_parallel_size=1 (got {self.tensor_parallel_size} x {self.pipeline_parallel_size})"
             )
+        if self.kind == "fake" and self.quantization is not None:
+            raise ValueError(f"engine.quantization={self.quantization!r} needs engine.kind='vllm' (the fake "
+                             "engine has no weights to quantize)")
+        if self.quantization == "int8_per_channel_weight_only" and self.dtype not in ("bfloat16", "float16"):
+            raise ValueError(f"engine.quantization='int8_per_channel_weight_only' computes in 16 bits: set "
+                             f"engine.dtype to bfloat16 or float16 (got {self.dtype!r})")
         if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < self.max_num_seqs:
             raise ValueError(
                 f"engine.max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= "
@@ -239,8 +250,7 @@ class LLMModelConfig(StrictModel):
 
     # `<model>` or `<model>@<version>`: the versions of one model share its name in requests, which are
     # split between them by `traffic_weight` (configs/model_versions.py, router/traffic_split.py).
-    name: str = Field(min_length=1, max_length=128,
-                      pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*(@[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+    name: str = Field(min_length=1, max_length=128, pattern=MODEL_NAME_PATTERN)
     # A model-store name (see engines.model_store) or a local Hugging Face-style directory.
     model: str = Field(min_length=1, max_length=4096)
     num_replicas: int = Field(default=1, ge=1, le=1024)
@@ -263,10 +273,7 @@ class LLMModelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _weight_only_on_versions(self) -> LLMModelConfig:
-        # Compared with the default, not "was it set": a dumped and re-validated config sets every field.
-        if self.traffic_weight != 1.0 and split_version(self.name)[1] is None:
-            raise ValueError(f"model {self.name!r}: traffic_weight applies only to versions (entries named "
-                             f"'<model>@<version>'); {self.name!r} has no version")
+        check_weight_on_version(self.name, self.traffic_weight)
         return self
 
     @model_validator(mode="after")
@@ -309,6 +316,9 @@ class LLMModelConfig(StrictModel):
                     f"model {self.name!r}: pipeline_parallel_size={self.engine.pipeline_parallel_size} "
                     "is not supported by vLLM on CPU; use placement.device='gpu'"
                 )
+            if self.engine.quantization == "fp8":
+                raise ValueError(f"model {self.name!r}: engine.quantization='fp8' needs placement.device='gpu' "
+                                 "(vLLM's FP8 kernels are CUDA kernels)")
             if self.engine.kind == "vllm" and self.engine.block_size % 32:
                 raise ValueError(
                     f"model {self.name!r}: engine.block_size={self.engine.block_size} must be a multiple of 32 "
@@ -344,7 +354,8 @@ class ClusterConfig(StrictModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"models: duplicate model names {duplicates}")
-        check_versions([(m.name, m.traffic_weight) for m in self.models], [m.name for m in self.vision_models])
+        check_versions([(m.name, m.traffic_weight) for m in self.models],
+                       [(m.name, m.traffic_weight) for m in self.vision_models])
         # A JSON body carries an image base64-encoded: 4/3 of its bytes.
         largest_image = max((m.max_image_bytes for m in self.vision_models), default=0)
         if largest_image * 4 // 3 > self.security.max_body_bytes:

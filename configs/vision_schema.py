@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from configs.base import StrictModel
+from configs.model_versions import VISION_NAME_PATTERN, check_weight_on_version
 
 # The networks engines.vision.resnet defines (a unit test keeps the two lists equal; configs cannot import
 # engines).
@@ -46,7 +47,8 @@ class VisionBatchingConfig(StrictModel):
 class VisionModelConfig(StrictModel):
     """One served image classifier: network, optional local weights, replicas, backend, batching."""
 
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
+    # `<model>` or `<model>@<version>` (e.g. `resnet@fp16`, a TensorRT FP16 variant canaried against FP32).
+    name: str = Field(min_length=1, max_length=128, pattern=VISION_NAME_PATTERN)
     # An architecture the project defines (engines.vision.resnet): resnet50, resnet18, resnet-tiny.
     model: VisionArchitecture
     # A local state dict (.safetensors, .pt or .pth, torchvision's key names). None = deterministic random
@@ -70,9 +72,12 @@ class VisionModelConfig(StrictModel):
     max_ongoing_requests: int = Field(default=64, ge=1, le=100_000)
     engine: VisionEngineConfig = VisionEngineConfig()
     batching: VisionBatchingConfig = VisionBatchingConfig()
+    # A version's share of the requests for its bare model name (as for LLMs; configs/model_versions.py).
+    traffic_weight: float = Field(default=1.0, ge=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _consistent(self) -> VisionModelConfig:
+        check_weight_on_version(self.name, self.traffic_weight)
         if self.engine.backend == "tensorrt" and self.num_gpus == 0:
             raise ValueError(f"vision model {self.name!r}: engine.backend='tensorrt' needs num_gpus > 0")
         if self.engine.precision == "fp16" and self.num_gpus == 0:

@@ -16,7 +16,7 @@ from deployments.deployment_version import versioned_bind
 from deployments.ingress import Ingress
 from deployments.llm_autoscaling import serve_autoscaling_config
 from deployments.llm_replica import LLMReplica
-from deployments.vision_app import vision_deployments
+from deployments.vision_app import vision_as_deployed, vision_deployments
 from engines.placement import ReplicaResources, replica_resources
 
 APP_NAME = "warmserve"
@@ -76,7 +76,8 @@ def as_deployed(model: LLMModelConfig) -> LLMModelConfig:
 def traffic_user_config(config: ClusterConfig) -> dict[str, object]:
     """The ingress's user config: the versions' weights. Serve hands a changed one to every running
     ingress replica (`Ingress.reconfigure`), so shifting traffic restarts nothing."""
-    return {"traffic_weights": {m.name: m.traffic_weight for m in config.models if split_version(m.name)[1]}}
+    return {"traffic_weights": {m.name: m.traffic_weight for m in [*config.models, *config.vision_models]
+                                if split_version(m.name)[1]}}
 
 
 def _llm_deployment(model: LLMModelConfig, model_path: Path, observability: ObservabilityConfig) -> Application:
@@ -135,7 +136,7 @@ def build_app(config: ClusterConfig, model_paths: dict[str, Path]) -> Applicatio
         ingress,
         [as_deployed(m) for m in config.models], {name: str(path) for name, path in model_paths.items()},
         handles, config.http,
-        list(config.vision_models), vision_handles, vision_labels,
+        [vision_as_deployed(m) for m in config.vision_models], vision_handles, vision_labels,
         # Only digests of the keys travel into the app (deployments/api_keys.py).
         config.security, [resolve_key(k) for k in config.security.api_keys], config.observability,
     )

@@ -133,8 +133,10 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this at start and whenever the ingress's user config changes (app_builder's
         `traffic_user_config`): the versions' weights change in place, with no restart and no lost request."""
-        self._resolver.set_weights(user_config.get("traffic_weights", {}))
-        for model, split in self._resolver.splits().items():
+        weights: dict[str, float] = user_config.get("traffic_weights", {})
+        self._resolver.set_weights({name: w for name, w in weights.items() if name not in self._vision})
+        self._vision_resolver.set_weights({name: w for name, w in weights.items() if name in self._vision})
+        for model, split in [*self._resolver.splits().items(), *self._vision_resolver.splits().items()]:
             logger.info("traffic for %s: %s", model,
                         ", ".join(f"{name} {share:.0%}" for name, share in split.shares().items()))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from deployments.openapi_docs import JSON, ok, openai_errors, response_doc, schema_ref
 
@@ -103,6 +103,19 @@ class ModelMetadata(BaseModel):
     outputs: list[TensorMetadata]
 
 
+class RepositoryIndexEntry(BaseModel):
+    """One entry of Triton's repository index: a vision model's version and whether it is ready."""
+
+    name: str
+    version: str
+    state: Literal["READY", "UNAVAILABLE"]
+    reason: str | None = None
+
+
+class RepositoryIndex(RootModel[list[RepositoryIndexEntry]]):
+    pass
+
+
 class ModelConfiguration(BaseModel):
     """Triton's model configuration (the `model_configuration` extension), as far as warmserve fills it."""
 
@@ -177,3 +190,7 @@ V2_READY_RESPONSES = {200: {"description": "Every vision model is ready (empty b
 V2_MODEL_RESPONSES = {**ok("Model metadata", ModelMetadata), **kserve_errors(404)}
 V2_MODEL_READY_RESPONSES = {200: {"description": "The model is ready (empty body)"}, **kserve_errors(404, 503)}
 V2_MODEL_CONFIG_RESPONSES = {**ok("Model configuration", ModelConfiguration), **kserve_errors(404)}
+V2_REPOSITORY_INDEX_RESPONSES = ok("Every vision model version and its state", RepositoryIndex)
+# Triton's optional body: `{"ready": true}` lists only ready models.
+REPOSITORY_INDEX_BODY: dict[str, Any] = {"requestBody": {"required": False, "content": {JSON: {"schema": {
+    "type": "object", "properties": {"ready": {"type": "boolean"}}, "additionalProperties": False}}}}}

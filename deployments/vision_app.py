@@ -25,6 +25,12 @@ def prepare_vision_models(config: ClusterConfig) -> dict[str, Path]:
     return {m.name: prepare_vision_model(m, cache) for m in config.vision_models}
 
 
+def vision_as_deployed(model: VisionModelConfig) -> VisionModelConfig:
+    """The config as replicas and the ingress receive it: a traffic weight reaches the ingress as its user
+    config, so changing it restarts nothing (as for LLMs: app_builder.as_deployed)."""
+    return model.model_copy(update={"traffic_weight": 1.0})
+
+
 def _vision_deployment(model: VisionModelConfig, artifacts_dir: Path) -> Application:
     options: dict[str, object] = {
         "name": vision_deployment_name(model.name),
@@ -36,7 +42,8 @@ def _vision_deployment(model: VisionModelConfig, artifacts_dir: Path) -> Applica
         "health_check_timeout_s": 60.0,
         "graceful_shutdown_timeout_s": 10.0,
     }
-    return versioned_bind(serve.deployment(VisionReplica).options(**options), model, str(artifacts_dir))
+    return versioned_bind(serve.deployment(VisionReplica).options(**options), vision_as_deployed(model),
+                          str(artifacts_dir))
 
 
 def vision_deployments(config: ClusterConfig, prepared: dict[str, Path] | None = None

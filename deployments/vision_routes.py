@@ -20,10 +20,12 @@ import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from configs.model_versions import split_version
 from configs.vision_schema import VisionModelConfig
-from deployments.errors import APIError, bad_request, model_not_found, protocol_response, service_unavailable
+from deployments.errors import APIError, bad_request, protocol_response, service_unavailable
 from deployments.http_app import app
 from deployments.metrics import observe_vision_batches
+from deployments.model_resolver import SESSION_HEADER, VERSION_HEADER, ModelResolver
 from deployments.openai_protocol import decode_json
 from deployments import openapi_vision_docs as docs
 from deployments.vision_kserve import (
@@ -75,13 +77,18 @@ class VisionRoutes:
                      timeout_s: float) -> None:
         created = int(time.time())
         self._vision = {m.name: ServedVisionModel(m, handles[m.name], labels[m.name], created) for m in models}
+        self._vision_resolver = ModelResolver(self._vision)  # versions: `Ingress.reconfigure` sets weights
         self._vision_timeout_s = timeout_s
 
     def vision_model_cards(self) -> list[dict[str, Any]]:
         """Entries for `/v1/models`."""
-        return [{"id": name, "object": "model", "created": s.created, "owned_by": "warmserve",
-                 "task": "image-classification", "architecture": s.config.model}
-                for name, s in sorted(self._vision.items())]
+        cards = [{"id": name, "object": "model", "created": s.created, "owned_by": "warmserve",
+                  "task": "image-classification", "architecture": s.config.model} for name, s in self._vision.items()]
+        for model, split in self._vision_resolver.splits().items():  # a versioned model's bare name
+            first = self._vision[split.versions[0]]
+            cards.append({"id": model, "object": "model", "created": first.created, "owned_by": "warmserve",
+                          "task": "image-classification", "versions": split.shares()})
+        return sorted(cards, key=lambda card: card["id"])
 
     async def _call(self, method: Any, *args: Any) -> Any:
         """One replica call with the ingress timeout; failures become APIErrors (503/504), never 500s."""
@@ -124,26 +131,40 @@ class VisionRoutes:
 
     # ---- KServe v2 / Triton: models ----
 
-    def _served_vision(self, name: str, version: str | None) -> ServedVisionModel | JSONResponse:
-        served = self._vision.get(name)
-        if served is None:
+    def _served_vision(self, name: str, version: str | None, session: str | None = None
+                       ) -> ServedVisionModel | JSONResponse:
+        """The model (or version) a KServe path names: `{name}` a model, a version (`resnet@fp16`) or a
+        versioned model's bare name (split by weight); `/versions/{version}` pins one ("1" is every
+        unversioned model's only version)."""
+        names = self._vision_resolver.names()
+        if name not in names:
             return _kserve_error(404, f"Request for unknown model: '{name}' is not found; vision models: "
-                                      f"{', '.join(sorted(self._vision)) or 'none'}")
-        if version not in (None, "", MODEL_VERSION):
+                                      f"{', '.join(names) or 'none'}")
+        pinned = None if version in (None, "", MODEL_VERSION) else version
+        try:
+            return self._vision_resolver.resolve(name, pinned, session)[1]
+        except APIError:
             return _kserve_error(404, f"Request for unknown model: '{name}' version {version} is not found; "
-                                      f"available versions: {MODEL_VERSION}")
-        return served
+                                      f"available versions: {', '.join(self._vision_versions(name))}")
 
-    def _metadata(self, served: ServedVisionModel) -> dict[str, Any]:
+    def _vision_versions(self, name: str) -> list[str]:
+        """The KServe versions of a name: a split's versions, a version's own, or "1"."""
+        split = self._vision_resolver.splits().get(name)
+        served = split.versions if split is not None else [name]
+        return [version_label(s) for s in served]
+
+    def _metadata(self, served: ServedVisionModel, name: str | None = None) -> dict[str, Any]:
+        """Metadata of `served`, or of the versioned model `name` it is a version of (listing them all)."""
         c = served.config
-        return {"name": c.name, "versions": [MODEL_VERSION], "platform": f"warmserve_{c.engine.backend}",
+        return {"name": name or c.name, "versions": self._vision_versions(name or c.name),
+                "platform": f"warmserve_{c.engine.backend}",
                 "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, 3, c.image_size, c.image_size]}],
                 "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, c.num_classes]}]}
 
     @app.get("/v2/models/{name}", responses=docs.V2_MODEL_RESPONSES)
     async def v2_model_metadata(self, name: str) -> Response:
         served = self._served_vision(name, None)
-        return served if isinstance(served, JSONResponse) else JSONResponse(self._metadata(served))
+        return served if isinstance(served, JSONResponse) else JSONResponse(self._metadata(served, name))
 
     @app.get("/v2/models/{name}/versions/{version}", responses=docs.V2_MODEL_RESPONSES)
     async def v2_model_version_metadata(self, name: str, version: str) -> Response:
@@ -194,7 +215,7 @@ class VisionRoutes:
         return await self._infer(name, version, request)
 
     async def _infer(self, name: str, version: str | None, request: Request) -> Response:
-        served = self._served_vision(name, version)
+        served = self._served_vision(name, version, request.headers.get(SESSION_HEADER))
         if isinstance(served, JSONResponse):
             return served
         try:
@@ -217,8 +238,9 @@ class VisionRoutes:
                 tensors.append((OutputTensor(wanted.name, "BYTES", strings), binary))
             else:
                 tensors.append((OutputTensor(wanted.name, "FP32", logits.astype(np.float32)), binary))
-        body, headers = encode_infer_response(name, MODEL_VERSION, parsed.id, tensors)
-        return Response(body, headers=headers)
+        answered = version_label(served.config.name)
+        body, headers = encode_infer_response(split_version(name)[0], answered, parsed.id, tensors)
+        return Response(body, headers={**headers, VERSION_HEADER: answered})
 
     # ---- convenience: image bytes in, top-k labels out ----
 
@@ -231,7 +253,7 @@ class VisionRoutes:
             model_name, images, k = _classify_json(raw)
         else:
             model_name, images, k = request.query_params.get("model"), [raw], request.query_params.get("top_k")
-        served = self._vision_for(model_name)
+        served = self._vision_for(model_name, request)
         top = _top_k_value(k, served.config)
         limit = served.config.max_image_bytes
         for index, data in enumerate(images):
@@ -249,20 +271,43 @@ class VisionRoutes:
             "data": [{"index": i, "object": "classification",
                       "top_k": [{"label": c.label, "class_index": c.index, "score": c.score} for c in row]}
                      for i, row in enumerate(reply.results)]},
-            headers={"x-warmserve-replica": reply.replica_id} if reply.replica_id else None)
+            headers={VERSION_HEADER: version_label(served.config.name),
+                     **({"x-warmserve-replica": reply.replica_id} if reply.replica_id else {})})
 
-    def _vision_for(self, name: str | None) -> ServedVisionModel:
-        if name is None:
-            if len(self._vision) == 1:
-                return next(iter(self._vision.values()))
-            if not self._vision:
+    def _vision_for(self, name: str | None, request: Request) -> ServedVisionModel:
+        if name is None:  # fine while one model (however many versions it has) is served
+            models = sorted({split_version(n)[0] for n in self._vision})
+            if not models:
                 raise APIError(404, "no vision models are served", param="model", code="model_not_found")
-            raise bad_request(f"several vision models are served; name one with 'model' "
-                              f"({', '.join(sorted(self._vision))})", param="model")
-        served = self._vision.get(name)
-        if served is None:
-            raise model_not_found(name, sorted(self._vision))
-        return served
+            if len(models) > 1:
+                raise bad_request(f"several vision models are served; name one with 'model' "
+                                  f"({', '.join(sorted(self._vision))})", param="model")
+            name = models[0] if models[0] in self._vision_resolver.names() else next(iter(self._vision))
+        headers = request.headers
+        return self._vision_resolver.resolve(name, headers.get(VERSION_HEADER), headers.get(SESSION_HEADER))[1]
+
+    # ---- KServe v2 / Triton: model repository ----
+
+    @app.post("/v2/repository/index", openapi_extra=docs.REPOSITORY_INDEX_BODY,
+              responses=docs.V2_REPOSITORY_INDEX_RESPONSES)
+    async def v2_repository_index(self, request: Request) -> Response:
+        """Triton's repository index: every vision model and version, READY when its replica answers
+        (only those with the optional body `{"ready": true}`)."""
+        raw = await request.body()
+        body = decode_json(raw) if raw.strip() else {}
+        if not isinstance(body, dict) or not isinstance(body.get("ready", False), bool) or set(body) - {"ready"}:
+            return _kserve_error(400, 'the body, when given, must be {"ready": true|false}')
+        served = sorted(self._vision.values(), key=lambda s: s.config.name)
+        problems = await asyncio.gather(*(self._replica_answers(s) for s in served))
+        return JSONResponse([
+            {"name": split_version(s.config.name)[0], "version": version_label(s.config.name),
+             "state": "UNAVAILABLE" if problem else "READY", **({"reason": problem} if problem else {})}
+            for s, problem in zip(served, problems, strict=True) if not (body.get("ready") and problem)])
+
+
+def version_label(served_name: str) -> str:
+    """A served name's KServe version: `fp16` for `resnet@fp16`, "1" for an unversioned model."""
+    return split_version(served_name)[1] or MODEL_VERSION
 
 
 def _model_input(parsed: InferRequest, config: VisionModelConfig) -> np.ndarray:

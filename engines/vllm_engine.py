@@ -122,6 +122,7 @@ class VLLMEngine:
             block_size=cfg.block_size,
             enable_prefix_caching=cfg.enable_prefix_caching,
             enforce_eager=cfg.enforce_eager,
+            quantization=cfg.quantization,
             tensor_parallel_size=cfg.tensor_parallel_size,
             pipeline_parallel_size=cfg.pipeline_parallel_size,
             # `mp` workers inside the replica on one node (the replica owns their resources; the only

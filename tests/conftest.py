@@ -139,8 +139,9 @@ def vllm_app(serve_instance: None, otlp_receiver: Any) -> Iterator[DeployedApp]:
 # Tests that must run first or last, whatever order the paths were given in: the CLI test starts and
 # stops its own Ray head (`./warmserve up/down`) before anything creates the shared test cluster; the
 # real-vLLM failover test SIGKILLs an engine, leaving the shared app a replica short while Serve replaces it.
-# The TP=2 test deletes the shared vLLM app to free the cores, so it comes after everything using that app.
-RUN_ORDER = {"test_cli_up.py": 0, "test_failover_vllm.py": 2, "test_tp2_profile.py": 3}
+# The rollout and TP=2 tests delete the shared vLLM app to free the cores, so they come after everything
+# using that app.
+RUN_ORDER = {"test_cli_up.py": 0, "test_failover_vllm.py": 2, "test_rollout_vllm.py": 2.5, "test_tp2_profile.py": 3}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

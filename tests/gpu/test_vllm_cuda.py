@@ -11,7 +11,9 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-def test_vllm_engine_on_gpu_answers_paris() -> None:
+@pytest.mark.parametrize("quantization", [None, "fp8"])
+def test_vllm_engine_on_gpu_answers_paris(quantization: str | None) -> None:
+    """Full precision, and the FP8 variant a quantized version (`<model>@fp8`) would run."""
     from configs.loader import load_config
     from engines.model_store.store import ModelStore
     from engines.tokenizer import PromptTokenizer
@@ -19,6 +21,7 @@ def test_vllm_engine_on_gpu_answers_paris() -> None:
     from engines.vllm_engine import VLLMEngine
 
     model = load_config("gpu-single").models[0]
+    model = model.model_copy(update={"engine": model.engine.model_copy(update={"quantization": quantization})})
     path = ModelStore().resolve(model.model)
     prompt = PromptTokenizer(path).encode_chat([{"role": "user", "content": "What is the capital of France?"}])
 

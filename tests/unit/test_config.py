@@ -76,6 +76,16 @@ def test_cpu_block_size_multiple_of_32() -> None:
     parse_config(_model(engine={"kind": "fake", "block_size": 16}))  # the fake engine has no such limit
 
 
+def test_quantization_needs_a_real_engine_and_fp8_a_gpu() -> None:
+    assert "needs placement.device='gpu'" in _issues(_model(engine={"quantization": "fp8"}))[0]
+    assert "needs engine.kind='vllm'" in _issues(_model(engine={"kind": "fake", "quantization": "awq"}))[0]
+    assert "engine.quantization" in _issues(_model(engine={"quantization": "int3"}))[0]
+    assert "computes in 16 bits" in _issues(_model(engine={"quantization": "int8_per_channel_weight_only"}))[0]
+    parse_config(_model(engine={"quantization": "int8_per_channel_weight_only", "dtype": "bfloat16"}))
+    gpu = parse_config(_model(engine={"quantization": "fp8"}, placement={"device": "gpu", "gpus_per_node": 1}))
+    assert gpu.models[0].engine.quantization == "fp8"
+
+
 def test_fake_engine_has_no_parallelism() -> None:
     assert "kind='fake'" in _issues(_model(engine={"kind": "fake", "tensor_parallel_size": 2}))[0]
 

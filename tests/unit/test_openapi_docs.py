@@ -67,8 +67,8 @@ def test_every_route_is_documented(document: dict[str, Any]) -> None:
         for method in route.methods:
             operation = document["paths"][route.path][method.lower()]
             assert "200" in operation["responses"], (method, route.path)
-            if method == "POST":
-                assert operation["requestBody"]["required"] is True, route.path
+            if method == "POST":  # Triton's repository index alone takes an optional body
+                assert operation["requestBody"]["required"] is (route.path != "/v2/repository/index"), route.path
             # the raw-Request handlers never answer FastAPI's 422
             assert "422" not in operation["responses"], (method, route.path)
 

@@ -136,3 +136,31 @@ def test_status_traffic_lines() -> None:
     body = {"data": [{"id": "a"}, {"id": "chat", "versions": {"chat@v1": 0.9, "chat@v2": 0.1}}]}
     assert traffic_lines_of(body) == ["traffic chat: chat@v1 90%, chat@v2 10%"]
     assert traffic_lines_of({"data": [{"id": "a"}]}) == []
+
+
+def _with_vision(llms: list[dict[str, object]], visions: list[dict[str, object]]) -> ClusterConfig:
+    return ClusterConfig.model_validate({
+        "models": [{"model": "tiny-random-llama", **m} for m in llms],
+        "vision_models": [{"model": "resnet-tiny", "num_classes": 10, **v} for v in visions]})
+
+
+def test_vision_versions_follow_the_same_rules() -> None:
+    config = _with_vision([], [{"name": "r@a", "traffic_weight": 3}, {"name": "r@b"}])
+    assert [v.traffic_weight for v in config.vision_models] == [3.0, 1.0]
+    for llms, visions, message in (
+        ([{"name": "r@a"}], [{"name": "r@b"}], "both LLMs and vision models"),
+        ([{"name": "r"}], [{"name": "r@b"}], "name both a model and the versions of one"),
+        ([], [{"name": "r", "traffic_weight": 2}], "traffic_weight applies only to versions"),
+        ([], [{"name": "a/b"}], "String should match pattern"),
+    ):
+        with pytest.raises(ValidationError, match=message):
+            _with_vision(llms, visions)
+
+
+def test_vision_deployments_do_not_carry_the_weight() -> None:
+    from deployments.app_builder import traffic_user_config
+    from deployments.vision_app import vision_as_deployed
+
+    config = _with_vision([{"name": "m"}], [{"name": "r@a", "traffic_weight": 3}, {"name": "r@b"}])
+    assert traffic_user_config(config) == {"traffic_weights": {"r@a": 3.0, "r@b": 1.0}}
+    assert vision_as_deployed(config.vision_models[0]).traffic_weight == 1.0
