@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from cluster.rollout_metrics import scrape_versions
-from cluster.rollout_run import run_rollout
+from cluster.rollout_run import bring_up, run_rollout
 from configs.model_versions import VERSION_SEPARATOR, split_version
 from configs.rollout_schema import RolloutPolicy
 from configs.schema import ClusterConfig
@@ -33,6 +33,10 @@ def with_weights(config: ClusterConfig, weights: dict[str, float]) -> ClusterCon
     models = [m.model_copy(update={"traffic_weight": weights[m.name]}) if m.name in weights else m
               for m in config.models]
     return config.model_copy(update={"models": models})
+
+
+def without_model(config: ClusterConfig, name: str) -> ClusterConfig:
+    return config.model_copy(update={"models": [m for m in config.models if m.name != name]})
 
 
 def starting_weights(config: ClusterConfig, model: str, target: str) -> dict[str, float]:
@@ -100,13 +104,18 @@ def cmd_rollout(argv: list[str]) -> int:
     def apply(weights: dict[str, float]) -> None:
         deploy(with_weights(config, weights), model_paths, APP_NAME)
 
-    print(f"[warmserve] rollout: deploying {target} at weight 0", flush=True)
-    apply(start)
-    answer = wait_until_answering(config, APP_NAME, root, policy.ready_timeout_s, model=target)
-    print(f"[warmserve] rollout: {target} answers ({answer!r})", flush=True)
+    def log(line: str) -> None:
+        print(f"[warmserve] rollout: {line}", flush=True)
+
+    log(f"deploying {target} at weight 0")
+    failed = bring_up(target, lambda: apply(start),
+                      lambda: wait_until_answering(config, APP_NAME, root, policy.ready_timeout_s, model=target),
+                      lambda: deploy(without_model(with_weights(config, start), target), model_paths, APP_NAME), log)
+    if failed is not None:
+        print(f"[warmserve] rolled back: {failed}", file=sys.stderr)
+        return 1
     result = run_rollout(start, target, policy, apply, lambda: scrape_versions(root, args.api_key),
-                         lambda: deployment_problem(APP_NAME, llm_deployment_name(target)),
-                         log=lambda line: print(f"[warmserve] rollout: {line}", flush=True))
+                         lambda: deployment_problem(APP_NAME, llm_deployment_name(target)), log=log)
     final = with_weights(config, result.weights)
     if args.save is not None:
         args.save.write_text(yaml.safe_dump(final.model_dump(mode="json", exclude_defaults=True), sort_keys=False))

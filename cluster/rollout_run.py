@@ -27,6 +27,22 @@ class RolloutResult:
     steps: list[str] = field(default_factory=list)  # one line per judged step
 
 
+def bring_up(target: str, apply_start: Callable[[], None], wait_ready: Callable[[], str],
+             remove_target: Callable[[], None], log: Callable[[str], None] = print) -> str | None:
+    """Deploy the new version at weight 0 and wait until it answers; None when it does. A version that never
+    becomes ready (its replicas fail to start or fail their health checks) is removed again, so the
+    app returns to what it served before, and the reason is returned. It got no traffic meanwhile."""
+    apply_start()
+    try:
+        answer = wait_ready()
+    except (RuntimeError, TimeoutError) as error:
+        log(f"{target} did not become ready ({error}); removing it")
+        remove_target()
+        return f"{target} did not become ready: {error}"
+    log(f"{target} answers ({answer!r})")
+    return None
+
+
 def run_rollout(start: dict[str, float], target: str, policy: RolloutPolicy, apply: ApplyWeights,
                 scrape: Scrape, target_problem: TargetProblem, log: Callable[[str], None] = print,
                 sleep: Callable[[float], None] = time.sleep,

@@ -190,7 +190,7 @@ V2_READY_RESPONSES = {200: {"description": "Every vision model is ready (empty b
 V2_MODEL_RESPONSES = {**ok("Model metadata", ModelMetadata), **kserve_errors(404)}
 V2_MODEL_READY_RESPONSES = {200: {"description": "The model is ready (empty body)"}, **kserve_errors(404, 503)}
 V2_MODEL_CONFIG_RESPONSES = {**ok("Model configuration", ModelConfiguration), **kserve_errors(404)}
-V2_REPOSITORY_INDEX_RESPONSES = ok("Every vision model version and its state", RepositoryIndex)
+V2_REPOSITORY_INDEX_RESPONSES = {**ok("Every vision model version and its state", RepositoryIndex), **kserve_errors(400)}
 # Triton's optional body: `{"ready": true}` lists only ready models.
 REPOSITORY_INDEX_BODY: dict[str, Any] = {"requestBody": {"required": False, "content": {JSON: {"schema": {
     "type": "object", "properties": {"ready": {"type": "boolean"}}, "additionalProperties": False}}}}}

@@ -153,3 +153,31 @@ def test_starting_weights_and_with_weights() -> None:
             starting_weights(config, model, target)
     changed = with_weights(config, {"m@a": 0.0, "m@b": 100.0})
     assert [m.traffic_weight for m in changed.models] == [1.0, 0.0, 100.0]
+
+
+def test_a_version_that_never_becomes_ready_is_removed_and_gets_no_traffic() -> None:
+    from cluster.rollout import without_model
+    from cluster.rollout_run import bring_up
+
+    calls: list[str] = []
+
+    def never_ready() -> str:
+        raise RuntimeError("deployment failed: replica constructor raised")
+
+    reason = bring_up("m@b", lambda: calls.append("start"), never_ready, lambda: calls.append("remove"),
+                      log=lambda _: None)
+    assert calls == ["start", "remove"] and reason is not None and "constructor raised" in reason
+    assert bring_up("m@b", lambda: None, lambda: "hello", lambda: calls.append("x"), log=lambda _: None) is None
+    assert [m.name for m in without_model(_config(), "m@b").models] == ["other", "m@a"]
+
+
+def test_cli_refuses_a_model_without_versions_before_touching_ray(capsys: pytest.CaptureFixture[str]) -> None:
+    from cluster.rollout import cmd_rollout
+
+    with pytest.raises(SystemExit) as exited:
+        cmd_rollout(["--config", "test-fake", "--model", "tiny-fake", "--to", "v2"])
+    assert exited.value.code == 2
+    assert "no versions of 'tiny-fake'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cmd_rollout(["--config", "test-versions", "--model", "chat", "--to", "v2", "--steps", "50,20"])
+    assert "steps must increase" in capsys.readouterr().err
