@@ -35,7 +35,7 @@ from deployments.handle_calls import call_with_own_request_id
 from deployments import openapi_docs as docs
 from deployments.http_app import app
 from deployments.metrics import observed_generation, watch_admission
-from deployments.model_resolver import SESSION_HEADER, VERSION_HEADER, ModelResolver
+from deployments.model_resolver import SESSION_HEADER, VERSION_HEADER, ModelResolver, bare_name_cards
 from deployments.metrics_routes import MetricsRoutes
 from deployments.openai_framing import CHAT, COMPLETION, Framing
 from deployments.openai_protocol import (
@@ -131,20 +131,18 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
         self._timeout_s = http.request_timeout_s
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Serve calls this at start and whenever the ingress's user config changes (app_builder's
-        `traffic_user_config`): the versions' weights change in place, with no restart and no lost request."""
+        """Serve calls this at start and on each change of the user config (`traffic_user_config`): versions'
+        weights change in place, with no restart and no lost request."""
         weights: dict[str, float] = user_config.get("traffic_weights", {})
         self._resolver.set_weights({name: w for name, w in weights.items() if name not in self._vision})
         self._vision_resolver.set_weights({name: w for name, w in weights.items() if name in self._vision})
         for model, split in [*self._resolver.splits().items(), *self._vision_resolver.splits().items()]:
-            logger.info("traffic for %s: %s", model,
-                        ", ".join(f"{name} {share:.0%}" for name, share in split.shares().items()))
+            logger.info("traffic for %s: %s", model, ", ".join(f"{n} {s:.0%}" for n, s in split.shares().items()))
 
     def _model(self, name: str, http_request: Request, user: str | None) -> ServedModel:
         """The model (or the version of one) that answers a request naming `name` (deployments/model_resolver.py)."""
         headers = http_request.headers
-        _, served = self._resolver.resolve(name, headers.get(VERSION_HEADER), headers.get(SESSION_HEADER) or user)
-        return served
+        return self._resolver.resolve(name, headers.get(VERSION_HEADER), headers.get(SESSION_HEADER) or user)[1]
 
     @app.get("/health", response_model=None, responses=docs.HEALTH_RESPONSES)
     async def health(self) -> dict[str, str]:
@@ -165,14 +163,13 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
 
     @app.get("/v1/models", response_model=None, responses=docs.MODELS_RESPONSES)
     async def list_models(self) -> dict[str, Any]:
-        cards = [{"id": name, "object": "model", "created": s.created, "owned_by": "warmserve",
-                  "max_model_len": s.config.engine.max_model_len} for name, s in self._models.items()]
-        for model, split in self._resolver.splits().items():  # a versioned model's bare name, with its split
-            first = self._models[split.versions[0]]
-            cards.append({"id": model, "object": "model", "created": first.created, "owned_by": "warmserve",
-                          "max_model_len": min(self._models[v].config.engine.max_model_len for v in split.versions),
-                          "versions": split.shares()})
-        return {"object": "list", "data": sorted(cards, key=lambda card: card["id"]) + self.vision_model_cards()}
+        def card(name: str) -> dict[str, Any]:
+            served = self._models[name]
+            return {"id": name, "object": "model", "created": served.created, "owned_by": "warmserve",
+                    "max_model_len": served.config.engine.max_model_len}
+
+        cards = [card(name) for name in self._models] + bare_name_cards(self._resolver, card)
+        return {"object": "list", "data": sorted(cards, key=lambda c: c["id"]) + self.vision_model_cards()}
 
     @app.post("/v1/chat/completions", openapi_extra=docs.CHAT_COMPLETION_BODY,
               responses=docs.CHAT_COMPLETION_RESPONSES)

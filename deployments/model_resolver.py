@@ -7,8 +7,8 @@ step changes them on every running ingress replica without a restart (`Ingress.r
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
-from typing import Generic, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 from configs.model_versions import VERSION_SEPARATOR, split_version
 from deployments.errors import APIError, model_not_found
@@ -66,3 +66,10 @@ class ModelResolver(Generic[Served]):
             raise model_not_found(name, self.names())
         chosen = split.choose(session, self._rng)
         return chosen, self._served[chosen]
+
+
+def bare_name_cards(resolver: ModelResolver[Served], card: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """`/v1/models` entries for the versioned models' bare names: the first version's card (`card(name)`)
+    under the bare name, with each version's share."""
+    return [{**card(split.versions[0]), "id": model, "versions": split.shares()}
+            for model, split in resolver.splits().items()]

@@ -25,7 +25,7 @@ from configs.vision_schema import VisionModelConfig
 from deployments.errors import APIError, bad_request, protocol_response, service_unavailable
 from deployments.http_app import app
 from deployments.metrics import observe_vision_batches
-from deployments.model_resolver import SESSION_HEADER, VERSION_HEADER, ModelResolver
+from deployments.model_resolver import SESSION_HEADER, VERSION_HEADER, ModelResolver, bare_name_cards
 from deployments.openai_protocol import decode_json
 from deployments import openapi_vision_docs as docs
 from deployments.vision_kserve import (
@@ -82,13 +82,13 @@ class VisionRoutes:
 
     def vision_model_cards(self) -> list[dict[str, Any]]:
         """Entries for `/v1/models`."""
-        cards = [{"id": name, "object": "model", "created": s.created, "owned_by": "warmserve",
-                  "task": "image-classification", "architecture": s.config.model} for name, s in self._vision.items()]
-        for model, split in self._vision_resolver.splits().items():  # a versioned model's bare name
-            first = self._vision[split.versions[0]]
-            cards.append({"id": model, "object": "model", "created": first.created, "owned_by": "warmserve",
-                          "task": "image-classification", "versions": split.shares()})
-        return sorted(cards, key=lambda card: card["id"])
+        def card(name: str) -> dict[str, Any]:
+            served = self._vision[name]
+            return {"id": name, "object": "model", "created": served.created, "owned_by": "warmserve",
+                    "task": "image-classification", "architecture": served.config.model}
+
+        cards = [card(name) for name in self._vision] + bare_name_cards(self._vision_resolver, card)
+        return sorted(cards, key=lambda c: c["id"])
 
     async def _call(self, method: Any, *args: Any) -> Any:
         """One replica call with the ingress timeout; failures become APIErrors (503/504), never 500s."""
