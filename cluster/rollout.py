@@ -56,7 +56,8 @@ def starting_weights(config: ClusterConfig, model: str, target: str) -> dict[str
 def _policy(args: argparse.Namespace) -> RolloutPolicy:
     return RolloutPolicy(steps_percent=[float(s) for s in args.steps.split(",") if s.strip()], step_s=args.step_s,
                          min_requests=args.min_requests, step_timeout_s=args.step_timeout_s,
-                         max_error_rate_increase=args.max_error_rate_increase, max_ttft_ratio=args.max_ttft_ratio,
+                         max_error_rate_increase=args.max_error_rate_increase,
+                         max_canary_errors=args.max_canary_errors, max_ttft_ratio=args.max_ttft_ratio,
                          ready_timeout_s=args.ready_timeout_s)
 
 
@@ -72,6 +73,8 @@ def cmd_rollout(argv: list[str]) -> int:
                         help="roll back when a step has not seen --min-requests by then")
     parser.add_argument("--max-error-rate-increase", type=float, default=0.02,
                         help="allowed error rate above the old version's (fraction)")
+    parser.add_argument("--max-canary-errors", type=int, default=10,
+                        help="the canary budget: failed requests of the new version the rollout tolerates in all")
     parser.add_argument("--max-ttft-ratio", type=float, default=2.0, help="allowed mean TTFT over the old version's")
     parser.add_argument("--ready-timeout-s", type=float, default=900.0)
     parser.add_argument("--api-key", default=None, help="for /metrics when security.metrics_require_key is set")

@@ -55,13 +55,19 @@ class Verdict:
     reason: str
 
 
-def judge(canary: VersionWindow, baseline: VersionWindow, policy: RolloutPolicy) -> Verdict:
+def judge(canary: VersionWindow, baseline: VersionWindow, policy: RolloutPolicy,
+          earlier_errors: float = 0.0) -> Verdict:
     """Whether the canary is as good as the old version over one step's window.
 
-    Errors are judged as soon as they exceed the budget even before `min_requests` (a version failing
-    every request need not be given a full step). The baseline may be empty at the 100% step: the
-    error rate is then judged against 0 and the TTFT is not compared.
+    Errors are judged as soon as they exceed the allowed rate even before `min_requests` (a version failing
+    every request need not be given a full step), and against the canary budget (`max_canary_errors`, for
+    the whole rollout: `earlier_errors` are the canary's failures in the steps before this one). The
+    baseline may be empty at the 100% step: the error rate is then judged against 0 and the TTFT is not
+    compared.
     """
+    spent = earlier_errors + canary.errors
+    if spent > policy.max_canary_errors:
+        return Verdict(False, f"{spent:.0f} failed requests exceed the canary budget of {policy.max_canary_errors}")
     allowed = baseline.error_rate + policy.max_error_rate_increase
     if canary.finished and canary.errors > allowed * max(canary.finished, policy.min_requests):
         return Verdict(False, f"error rate {canary.error_rate:.1%} over {canary.finished:.0f} requests exceeds the "

@@ -50,6 +50,7 @@ def run_rollout(start: dict[str, float], target: str, policy: RolloutPolicy, app
     """`start` holds every version's weight before the rollout, the target's 0 (it is deployed and ready)."""
     baseline_versions = [name for name, weight in start.items() if name != target and weight > 0]
     steps: list[str] = []
+    earlier_errors = 0.0  # the canary's failures in the steps passed (the canary budget is the rollout's)
     for percent in policy.steps_percent:
         weights = step_weights(start, target, percent)
         apply(weights)
@@ -62,11 +63,12 @@ def run_rollout(start: dict[str, float], target: str, policy: RolloutPolicy, app
                 return _roll_back(start, apply, log, steps, f"{target} unhealthy at {percent:g}%: {problem}")
             now = scrape()
             canary = window_between(before, now, [target])
-            verdict = judge(canary, window_between(before, now, baseline_versions), policy)
+            verdict = judge(canary, window_between(before, now, baseline_versions), policy, earlier_errors)
             elapsed = clock() - step_started
             if verdict.healthy is False:
                 return _roll_back(start, apply, log, steps, f"{target} at {percent:g}%: {verdict.reason}")
             if verdict.healthy and elapsed >= policy.step_s:
+                earlier_errors += canary.errors
                 steps.append(f"{percent:g}%: {verdict.reason}")
                 log(f"step {percent:g}% passed: {verdict.reason}")
                 break

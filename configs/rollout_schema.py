@@ -18,6 +18,10 @@ class RolloutPolicy(StrictModel):
     step_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
     # Roll back when the new version's error rate exceeds the old one's by more than this (a fraction).
     max_error_rate_increase: float = Field(default=0.02, ge=0, le=1)
+    # The canary budget: failed requests of the new version the whole rollout tolerates, whatever their
+    # rate; one more rolls it back at once. Clients do not see a failure that happened before the answer
+    # began on a bare-name request: the ingress answers it from the old version (version_fallback.py).
+    max_canary_errors: int = Field(default=10, ge=0, le=1_000_000)
     # Roll back when the new version's mean TTFT exceeds the old one's by more than this factor.
     max_ttft_ratio: float = Field(default=2.0, ge=1, le=1000)
     # How long the new version may take to start (its replicas RUNNING and answering).

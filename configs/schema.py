@@ -173,9 +173,10 @@ class EngineConfig(StrictModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     # Fake engine only: simulated seconds per decoded token (0 = as fast as possible).
     fake_token_latency_s: float = Field(default=0.0, ge=0, le=10)
-    # Fake engine only: the fraction of requests that fail at once with an error (a bad version for rollout
-    # tests; engines/fake_engine.py).
-    fake_error_rate: float = Field(default=0.0, ge=0, le=1)
+    # Fault injection, any engine: the fraction of requests the replica fails at once with an error instead
+    # of generating (deployments/llm_replica.py). For drills: a version that answers with errors, to see a
+    # rollout roll it back. 0 in production.
+    injected_error_rate: float = Field(default=0.0, ge=0, le=1)
     # Fake engine only: a directory where tests drop one-shot fault files named `<replica id>.json`
     # (engines/fake_engine.py) to kill or stall that replica's engine mid-stream.
     fake_fault_dir: str | None = None

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from deployments.openai_protocol import (
     resolve_max_tokens,
 )
 from deployments.prompt_encoding import chat_prompt_ids, completion_prompt_ids
-from deployments.replica_failures import is_replica_failure
+from deployments.replica_failures import engine_failure_error
 from deployments.request_bounds import check_token_bounds
 from deployments.request_logging import bind_request, configure_logging
 from deployments.resumable_generation import FailoverEvents, resumable_generation
@@ -53,6 +53,7 @@ from deployments.security_middleware import api_key_name, key_limiter, process_s
 from deployments.sse import SSE_DONE, SSE_MEDIA_TYPE, sse_event
 from deployments.request_span import parse_traced, record_usage, traced_request
 from deployments.tracing import configure_tracing, end_span
+from deployments.version_fallback import answer_with_fallback
 from deployments.vision_routes import VisionRoutes
 from engines.tokenizer import PromptTokenizer
 from engines.trace_context import carrier_of, trace_id_of, tracer
@@ -139,10 +140,13 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
         for model, split in [*self._resolver.splits().items(), *self._vision_resolver.splits().items()]:
             logger.info("traffic for %s: %s", model, ", ".join(f"{n} {s:.0%}" for n, s in split.shares().items()))
 
-    def _model(self, name: str, http_request: Request, user: str | None) -> ServedModel:
-        """The model (or the version of one) that answers a request naming `name` (deployments/model_resolver.py)."""
+    async def _versioned(self, name: str, http_request: Request, user: str | None,
+                         answer: Callable[[ServedModel], Awaitable[Response]]) -> Response:
+        """`answer` from the model (or the version of one) a request naming `name` resolves to, or another
+        version of it when the chosen one fails (deployments/model_resolver.py, version_fallback.py)."""
         headers = http_request.headers
-        return self._resolver.resolve(name, headers.get(VERSION_HEADER), headers.get(SESSION_HEADER) or user)[1]
+        return await answer_with_fallback(self._resolver, name, headers.get(VERSION_HEADER),
+                                          headers.get(SESSION_HEADER) or user, answer)
 
     @app.get("/health", response_model=None, responses=docs.HEALTH_RESPONSES)
     async def health(self) -> dict[str, str]:
@@ -178,9 +182,12 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
 
     async def _chat(self, request: Request) -> Response:
         body = await parse_traced(request, ChatCompletionRequest)
-        served = self._model(body.model, request, body.user)
-        prompt = chat_prompt_ids(served.tokenizer, body)
-        return await self._complete(served, body, prompt, body.effective_max_tokens(), "messages", CHAT, request)
+
+        async def answer(served: ServedModel) -> Response:  # versions may differ in tokenizer and limits
+            prompt = chat_prompt_ids(served.tokenizer, body)
+            return await self._complete(served, body, prompt, body.effective_max_tokens(), "messages", CHAT, request)
+
+        return await self._versioned(body.model, request, body.user, answer)
 
     @app.post("/v1/completions", openapi_extra=docs.COMPLETION_BODY, responses=docs.COMPLETION_RESPONSES)
     async def completions(self, request: Request) -> Response:
@@ -188,9 +195,13 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
 
     async def _completion(self, request: Request) -> Response:
         body = await parse_traced(request, CompletionRequest)
-        served = self._model(body.model, request, body.user)
-        prompt = completion_prompt_ids(served.tokenizer, body)
-        return await self._complete(served, body, prompt, body.effective_max_tokens(), "prompt", COMPLETION, request)
+
+        async def answer(served: ServedModel) -> Response:
+            prompt = completion_prompt_ids(served.tokenizer, body)
+            return await self._complete(served, body, prompt, body.effective_max_tokens(), "prompt", COMPLETION,
+                                        request)
+
+        return await self._versioned(body.model, request, body.user, answer)
 
     async def _complete(self, served: ServedModel, body: ChatCompletionRequest | CompletionRequest,
                         prompt: list[int], requested_max_tokens: int | None, prompt_param: str,
@@ -287,7 +298,7 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
         except APIError:
             raise
         except Exception as error:
-            raise self._engine_error(error, reply.retry_after_s) from None
+            raise engine_failure_error(error, reply.retry_after_s) from None
         finally:
             await stream.aclose()
         full = reply.framing.full(reply.request_id, reply.created, reply.model, texts, finishes, reply.usage)
@@ -347,24 +358,10 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
                            type="timeout") from None
         except Exception as error:
             await stream.aclose()
-            raise self._engine_error(error, retry_after_s) from None
+            raise engine_failure_error(error, retry_after_s) from None
         if first is None:
             raise internal_error("the engine finished without producing output")
         return first
-
-    @staticmethod
-    def _engine_error(error: BaseException, retry_after_s: int) -> APIError:
-        from ray.serve.exceptions import BackPressureError
-
-        if isinstance(error, BackPressureError):  # the handle's queue bound (admission.max_queued_requests)
-            return service_unavailable("model is at capacity: too many requests waiting for a replica; retry "
-                                       "later", retry_after_s=retry_after_s)
-        if is_replica_failure(error):  # failover was not enabled, or every attempt it allows failed
-            logger.warning("replica failure: %s", error)
-            return service_unavailable(f"model replica unavailable: {type(error).__name__}",
-                                       retry_after_s=retry_after_s)
-        logger.exception("engine error", exc_info=error)
-        return internal_error(f"engine error: {type(error).__name__}")
 
     async def _sse(self, reply: _Reply, first: IndexedChunk, stream: AsyncIterator[IndexedChunk],
                    include_usage: bool) -> AsyncIterator[bytes]:
@@ -388,7 +385,7 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
         except Exception as error:
             # Headers are gone already: report in-band, as OpenAI does, then end the stream cleanly.
             broken = type(error).__name__
-            yield sse_event(self._engine_error(error, reply.retry_after_s).body())
+            yield sse_event(engine_failure_error(error, reply.retry_after_s).body())
         finally:
             reply.ticket.release()
             await stream.aclose()

@@ -9,6 +9,7 @@ and where its engine publishes KV cache events.
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -79,6 +80,10 @@ def _end_generation_span(span: Span, tokens: int, finish: str | None) -> None:
         span.end()
 
 
+class InjectedRequestError(RuntimeError):
+    """A request failed on purpose by `engine.injected_error_rate` (fault drills, bad-version rollouts)."""
+
+
 class LLMReplica:
     """Wrapped by `serve.deployment` in the app builder (options come from the typed config there)."""
 
@@ -98,6 +103,7 @@ class LLMReplica:
         self._last_progress = time.monotonic()
         # TTFTs of requests whose first token came since the last autoscaling report: sum and count.
         self._ttft_sum_s, self._ttft_count = 0.0, 0
+        self._fault_rng = random.Random(self._replica_id)  # engine.injected_error_rate's draws
         logger.info("replica %s for %s ready (engine=%s)", self._replica_id, model.name, model.engine.kind)
 
     def _dead(self, reason: str) -> ReplicaEngineDeadError:
@@ -110,6 +116,11 @@ class LLMReplica:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[OutputChunk]:
         if self._engine_dead is not None:
             raise self._dead(self._engine_dead)
+        error_rate = self._model.engine.injected_error_rate
+        if error_rate and self._fault_rng.random() < error_rate:
+            # A request failure, not a dead engine: failover does not hide it, a rollout's judge sees it.
+            raise InjectedRequestError(f"replica {self._replica_id}: injected request error "
+                                       f"(engine.injected_error_rate {error_rate:g})")
         # Serve cancels this generator when the caller goes away; closing the engine's stream aborts the
         # request inside the engine, so an abandoned request stops consuming KV cache at once.
         span = self._generation_span(request)

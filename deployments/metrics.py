@@ -27,6 +27,9 @@ Metrics and labels (counters carry prometheus_client's `_total` suffix, histogra
   as in the responses' `usage`.
 - `warmserve_generations_total{model, outcome}`: API requests that reached an LLM, by how they ended
   (`ok`, `error` after any failover, `cancelled` when the client went away); a canary's error rate.
+- `warmserve_version_fallbacks_total{model}`: requests for a versioned model's bare name that failed on
+  version `model` before answering and were answered by another version instead (the client saw no error;
+  the failure is also in `warmserve_generations_total{model, outcome="error"}`).
 - `warmserve_queue_depth{model}`: engine requests this ingress admitted and not yet finished, waiting for
   a replica or running (`n` choices count `n`; bounded by `admission.max_inflight`).
 - `warmserve_vision_batch_size{model, backend}`: images per batch a vision replica executed, reported
@@ -121,6 +124,9 @@ class IngressMetrics:
             "warmserve_generations", "API requests that reached an LLM, by how they ended: ok (ran to their end), "
             "error (failed, after any failover) or cancelled (the client went away)", ("model", "outcome"),
             registry=registry)
+        self.version_fallbacks = Counter(
+            "warmserve_version_fallbacks", "Bare-name requests that failed on this version before answering "
+            "and were answered by another version", ("model",), registry=registry)
         self.vision_batch_size = Histogram(
             "warmserve_vision_batch_size", "Images per batch a vision replica executed", ("model", "backend"),
             buckets=VISION_BATCH_BUCKETS, registry=registry)

@@ -68,6 +68,21 @@ class ModelResolver(Generic[Served]):
         return chosen, self._served[chosen]
 
 
+    def fallback(self, name: str, failed: str, session: str | None = None) -> tuple[str, Served] | None:
+        """Where a request for the bare name `name`, which failed on its version `failed` before answering,
+        goes instead: another version with traffic, by the same session hash (or at random). None when the
+        request named or pinned a version itself (it asked for that one), or no other version has traffic.
+
+        This is what keeps a bad canary's errors from its clients: the rollout still sees them in the
+        failed version's metrics and rolls it back, while the request is answered by the old version."""
+        split = self._splits.get(name)
+        rest = None if split is None else split.without(failed)
+        if rest is None:
+            return None
+        chosen = rest.choose(session, self._rng)
+        return chosen, self._served[chosen]
+
+
 def bare_name_cards(resolver: ModelResolver[Served], card: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
     """`/v1/models` entries for the versioned models' bare names: the first version's card (`card(name)`)
     under the bare name, with each version's share."""

@@ -1,5 +1,6 @@
 """Which errors from an LLM replica call mean "this replica failed" (retry or resume elsewhere) and which
-mean "this request failed" (report it), and the error a replica raises when its engine is gone.
+mean "this request failed" (report it), the error a replica raises when its engine is gone, and the API
+error (503 or 500) a failed generation becomes.
 
 Shared by the replica (raises) and the ingress (classifies); both sides import it, so Ray carries the
 exception across with its type and the failed replica's id intact.
@@ -7,7 +8,12 @@ exception across with its type and the failed replica's id intact.
 
 from __future__ import annotations
 
+import logging
+
+from deployments.errors import APIError, internal_error, service_unavailable
 from engines.protocol import EngineDeadError
+
+logger = logging.getLogger("warmserve.ingress")
 
 
 class ReplicaEngineDeadError(EngineDeadError):
@@ -52,3 +58,19 @@ def failed_replica_id(error: BaseException) -> str | None:
     """The failed replica's Serve id when the error names it."""
     replica_id = getattr(root_cause(error), "replica_id", None)
     return replica_id if isinstance(replica_id, str) else None
+
+
+def engine_failure_error(error: BaseException, retry_after_s: int) -> APIError:
+    """The API error for a generation that failed in or on the way to an engine: 503 with Retry-After when
+    the model is at capacity or its replicas are unavailable (after any failover), else a 500."""
+    from ray.serve.exceptions import BackPressureError
+
+    if isinstance(error, BackPressureError):  # the handle's queue bound (admission.max_queued_requests)
+        return service_unavailable("model is at capacity: too many requests waiting for a replica; retry "
+                                   "later", retry_after_s=retry_after_s)
+    if is_replica_failure(error):  # failover was not enabled, or every attempt it allows failed
+        logger.warning("replica failure: %s", error)
+        return service_unavailable(f"model replica unavailable: {type(error).__name__}",
+                                   retry_after_s=retry_after_s)
+    logger.exception("engine error", exc_info=error)
+    return internal_error(f"engine error: {type(error).__name__}")

@@ -63,8 +63,6 @@ class FakeLLMEngine:
         self._dead = False
         self._fault_file = Path(engine.fake_fault_dir) / f"{replica_id}.json" if engine.fake_fault_dir else None
         self._stalled_until = 0.0
-        self._error_rate = engine.fake_error_rate
-        self._error_rng = random.Random(replica_id)
 
     @property
     def kv_events_endpoint(self) -> str | None:
@@ -140,10 +138,6 @@ class FakeLLMEngine:
         if self._dead:
             raise EngineDeadError("fake engine was shut down")
         fault = self._take_fault()
-        if self._error_rate and self._error_rng.random() < self._error_rate:
-            # A bad version that answers with errors (rollout tests): a request failure, not a dead engine,
-            # so failover does not hide it.
-            raise RuntimeError("fake engine: injected request error (engine.fake_error_rate)")
         prompt = request.prompt_token_ids
         spec = request.sampling
         cached = self._cache_prompt(prompt)

@@ -65,6 +65,13 @@ class TrafficSplit:
         return next(served for served, weight in reversed(self.weights) if weight > 0)
 
 
+    def without(self, served: str) -> TrafficSplit | None:
+        """The split among the other versions that have traffic (where a request `served` failed may go
+        instead), or None when there is none."""
+        rest = tuple((name, weight) for name, weight in self.weights if name != served and weight > 0)
+        return TrafficSplit(self.model, rest) if rest else None
+
+
 def splits_of(weights: Iterable[tuple[str, float]]) -> dict[str, TrafficSplit]:
     """The traffic splits of the versioned names among (served name, weight) pairs, by bare model name."""
     grouped: dict[str, list[tuple[str, float]]] = {}

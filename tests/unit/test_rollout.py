@@ -49,6 +49,15 @@ def test_judge() -> None:
     assert judge(_window(30, 1), VersionWindow(), POLICY).healthy is False
 
 
+def test_the_canary_budget_counts_the_whole_rollouts_failures() -> None:
+    lenient = POLICY.model_copy(update={"max_error_rate_increase": 0.5, "max_canary_errors": 3})
+    old = _window(200)
+    assert judge(_window(30, 3), old, lenient).healthy is True  # 9% is within the lenient rate
+    over = judge(_window(30, 2), old, lenient, earlier_errors=2)  # 2 in earlier steps + 2 now
+    assert over.healthy is False and "4 failed requests exceed the canary budget of 3" in over.reason
+    assert judge(_window(1, 1), old, POLICY.model_copy(update={"max_canary_errors": 0})).healthy is False
+
+
 class _FakeCluster:
     """Counters that grow each poll by what each version does at its current weight."""
 
