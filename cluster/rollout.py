@@ -5,9 +5,10 @@
 FILE is the config the cluster runs, with the new version (`chat@v2`) added as an entry. The rollout
 deploys it with the new version at weight 0 (the other models and versions keep running untouched),
 waits until the new version answers, then gives it each step's share of `chat`'s traffic. After each
-step's `--step-s` it compares the new version's error rate and mean TTFT with the old versions' over
-that step (the ingress's `/metrics`), and rolls back, restoring the starting weights, when the new
-version is worse by more than the bounds, unhealthy, or got too few requests to judge. Weight changes
+step's `--step-s` it compares the new version's error rate and mean TTFT (a vision model's: mean request
+latency) with the old versions' over that step (the ingress's `/metrics`), and rolls back, restoring the
+starting weights, when the new version is worse by more than the bounds, unhealthy, past its canary
+budget, or got too few requests to judge. Weight changes
 reach the running ingress in place: no replica restarts and no request is dropped. Exit status 0 when
 the new version took all traffic, 1 after a rollback. The file is not edited: `--save PATH` writes the
 config with the final weights, to apply next time.
@@ -19,6 +20,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,19 +32,27 @@ from configs.schema import ClusterConfig
 
 
 def with_weights(config: ClusterConfig, weights: dict[str, float]) -> ClusterConfig:
-    models = [m.model_copy(update={"traffic_weight": weights[m.name]}) if m.name in weights else m
-              for m in config.models]
-    return config.model_copy(update={"models": models})
+    """`config` with these versions' traffic weights, LLM and vision entries alike."""
+    def reweighted(entries: list[Any]) -> list[Any]:
+        return [m.model_copy(update={"traffic_weight": weights[m.name]}) if m.name in weights else m for m in entries]
+
+    return config.model_copy(update={"models": reweighted(config.models),
+                                     "vision_models": reweighted(config.vision_models)})
 
 
 def without_model(config: ClusterConfig, name: str) -> ClusterConfig:
-    return config.model_copy(update={"models": [m for m in config.models if m.name != name]})
+    return config.model_copy(update={"models": [m for m in config.models if m.name != name],
+                                     "vision_models": [m for m in config.vision_models if m.name != name]})
+
+
+def is_vision_version(config: ClusterConfig, name: str) -> bool:
+    return any(m.name == name for m in config.vision_models)
 
 
 def starting_weights(config: ClusterConfig, model: str, target: str) -> dict[str, float]:
     """The versions' weights from the config, the target's set to 0; raises ValueError naming the problem."""
-    versions = {m.name: m.traffic_weight for m in config.models if split_version(m.name)[0] == model
-                and split_version(m.name)[1] is not None}
+    versions = {m.name: m.traffic_weight for m in [*config.models, *config.vision_models]
+                if split_version(m.name)[0] == model and split_version(m.name)[1] is not None}
     if not versions:
         raise ValueError(f"the config has no versions of {model!r} (entries named '{model}@<version>')")
     if target not in versions:
@@ -98,6 +108,7 @@ def cmd_rollout(argv: list[str]) -> int:
     from cluster.ray_control import use_token_auth
     from cluster.serve_control import deploy, deployment_problem, prepare_models, wait_until_answering
     from deployments.app_builder import APP_NAME, llm_deployment_name
+    from deployments.vision_app import vision_deployment_name
 
     use_token_auth()
     ray.init(address="auto", namespace=config.ray.namespace, log_to_driver=False)
@@ -117,8 +128,11 @@ def cmd_rollout(argv: list[str]) -> int:
     if failed is not None:
         print(f"[warmserve] rolled back: {failed}", file=sys.stderr)
         return 1
+    vision = is_vision_version(config, target)
+    deployment = vision_deployment_name(target) if vision else llm_deployment_name(target)
     result = run_rollout(start, target, policy, apply, lambda: scrape_versions(root, args.api_key),
-                         lambda: deployment_problem(APP_NAME, llm_deployment_name(target)), log=log)
+                         lambda: deployment_problem(APP_NAME, deployment), log=log,
+                         latency="latency" if vision else "TTFT")
     final = with_weights(config, result.weights)
     if args.save is not None:
         args.save.write_text(yaml.safe_dump(final.model_dump(mode="json", exclude_defaults=True), sort_keys=False))

@@ -56,7 +56,7 @@ class Verdict:
 
 
 def judge(canary: VersionWindow, baseline: VersionWindow, policy: RolloutPolicy,
-          earlier_errors: float = 0.0) -> Verdict:
+          earlier_errors: float = 0.0, latency: str = "TTFT") -> Verdict:
     """Whether the canary is as good as the old version over one step's window.
 
     Errors are judged as soon as they exceed the allowed rate even before `min_requests` (a version failing
@@ -76,7 +76,7 @@ def judge(canary: VersionWindow, baseline: VersionWindow, policy: RolloutPolicy,
         return Verdict(None, f"{canary.finished:.0f} of {policy.min_requests} requests so far")
     new_ttft, old_ttft = canary.mean_ttft_s, baseline.mean_ttft_s
     if new_ttft is not None and old_ttft is not None and new_ttft > policy.max_ttft_ratio * old_ttft:
-        return Verdict(False, f"mean TTFT {new_ttft * 1000:.0f} ms is over {policy.max_ttft_ratio:g}x the old "
+        return Verdict(False, f"mean {latency} {new_ttft * 1000:.0f} ms is over {policy.max_ttft_ratio:g}x the old "
                               f"version's {old_ttft * 1000:.0f} ms")
     ttft = "-" if new_ttft is None else f"{new_ttft * 1000:.0f} ms"
-    return Verdict(True, f"{canary.finished:.0f} requests, error rate {canary.error_rate:.1%}, mean TTFT {ttft}")
+    return Verdict(True, f"{canary.finished:.0f} requests, error rate {canary.error_rate:.1%}, mean {latency} {ttft}")

@@ -46,8 +46,9 @@ def bring_up(target: str, apply_start: Callable[[], None], wait_ready: Callable[
 def run_rollout(start: dict[str, float], target: str, policy: RolloutPolicy, apply: ApplyWeights,
                 scrape: Scrape, target_problem: TargetProblem, log: Callable[[str], None] = print,
                 sleep: Callable[[float], None] = time.sleep,
-                clock: Callable[[], float] = time.monotonic) -> RolloutResult:
-    """`start` holds every version's weight before the rollout, the target's 0 (it is deployed and ready)."""
+                clock: Callable[[], float] = time.monotonic, latency: str = "TTFT") -> RolloutResult:
+    """`start` holds every version's weight before the rollout, the target's 0 (it is deployed and ready).
+    `latency` names what the windows' latency is in the verdicts (an LLM's TTFT, a vision model's latency)."""
     baseline_versions = [name for name, weight in start.items() if name != target and weight > 0]
     steps: list[str] = []
     earlier_errors = 0.0  # the canary's failures in the steps passed (the canary budget is the rollout's)
@@ -63,7 +64,7 @@ def run_rollout(start: dict[str, float], target: str, policy: RolloutPolicy, app
                 return _roll_back(start, apply, log, steps, f"{target} unhealthy at {percent:g}%: {problem}")
             now = scrape()
             canary = window_between(before, now, [target])
-            verdict = judge(canary, window_between(before, now, baseline_versions), policy, earlier_errors)
+            verdict = judge(canary, window_between(before, now, baseline_versions), policy, earlier_errors, latency)
             elapsed = clock() - step_started
             if verdict.healthy is False:
                 return _roll_back(start, apply, log, steps, f"{target} at {percent:g}%: {verdict.reason}")

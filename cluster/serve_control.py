@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from configs.model_versions import split_version
 from configs.schema import ClusterConfig
 from engines.model_store.store import ModelStore
 
@@ -111,6 +112,12 @@ def deployment_problem(app_name: str, deployment: str) -> str | None:
     return None
 
 
+def _kserve_path(served_name: str) -> str:
+    """The KServe model path of a served vision name: `resnet/versions/v2` for `resnet@v2`."""
+    base, version = split_version(served_name)
+    return f"{base}/versions/{version}" if version else base
+
+
 def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, timeout_s: float,
                          model: str | None = None) -> str:
     """Poll until the app is RUNNING (every replica healthy) and `model` (default: the first) answers a
@@ -131,6 +138,10 @@ def wait_until_answering(config: ClusterConfig, app_name: str, base_url: str, ti
                 if model is None:  # vision models only: the KServe readiness route says it
                     with urllib.request.urlopen(f"{base_url}/v2/health/ready", timeout=30) as response:
                         return f"vision models ready (HTTP {response.status})"
+                if any(m.name == model for m in config.vision_models):  # a vision version (a rollout's)
+                    with urllib.request.urlopen(f"{base_url}/v2/models/{_kserve_path(model)}/ready",
+                                                timeout=30) as response:
+                        return f"{model} ready (HTTP {response.status})"
                 can_authenticate, api_key = _smoke_test_key(config)
                 if not can_authenticate:
                     return _answers_unauthenticated_with_401(base_url)

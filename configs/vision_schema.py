@@ -32,6 +32,9 @@ class VisionEngineConfig(StrictModel):
     num_threads: int | None = Field(default=None, ge=1, le=512)
     # TensorRT builder workspace (scratch GPU memory for tactics).
     tensorrt_workspace_gb: float = Field(default=4.0, gt=0, le=1024)
+    # Fault injection: the fraction of requests the replica fails at once (drills, a bad version for a
+    # rollout to roll back; deployments/vision_replica.py). 0 in production.
+    injected_error_rate: float = Field(default=0.0, ge=0, le=1)
     # Where built TensorRT engines are kept; None = a `tensorrt/` folder beside the model's ONNX file.
     tensorrt_cache_dir: str | None = Field(default=None, min_length=1, max_length=4096)
 

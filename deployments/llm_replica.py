@@ -22,7 +22,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 from configs.observability_schema import ObservabilityConfig
 from configs.schema import LLMModelConfig
 from deployments.llm_autoscaling import KV_CACHE_USAGE, TTFT_S
-from deployments.replica_failures import ReplicaEngineDeadError
+from deployments.replica_failures import ReplicaEngineDeadError, raise_injected_error
 from deployments.request_logging import bind_request, configure_logging
 from deployments.tracing import configure_tracing
 from engines.fake_engine import FakeLLMEngine
@@ -80,10 +80,6 @@ def _end_generation_span(span: Span, tokens: int, finish: str | None) -> None:
         span.end()
 
 
-class InjectedRequestError(RuntimeError):
-    """A request failed on purpose by `engine.injected_error_rate` (fault drills, bad-version rollouts)."""
-
-
 class LLMReplica:
     """Wrapped by `serve.deployment` in the app builder (options come from the typed config there)."""
 
@@ -116,11 +112,8 @@ class LLMReplica:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[OutputChunk]:
         if self._engine_dead is not None:
             raise self._dead(self._engine_dead)
-        error_rate = self._model.engine.injected_error_rate
-        if error_rate and self._fault_rng.random() < error_rate:
-            # A request failure, not a dead engine: failover does not hide it, a rollout's judge sees it.
-            raise InjectedRequestError(f"replica {self._replica_id}: injected request error "
-                                       f"(engine.injected_error_rate {error_rate:g})")
+        # A request failure, not a dead engine: failover does not hide it, a rollout's judge sees it.
+        raise_injected_error(self._model.engine.injected_error_rate, self._fault_rng, self._replica_id)
         # Serve cancels this generator when the caller goes away; closing the engine's stream aborts the
         # request inside the engine, so an abandoned request stops consuming KV cache at once.
         span = self._generation_span(request)

@@ -32,6 +32,10 @@ Metrics and labels (counters carry prometheus_client's `_total` suffix, histogra
   the failure is also in `warmserve_generations_total{model, outcome="error"}`).
 - `warmserve_queue_depth{model}`: engine requests this ingress admitted and not yet finished, waiting for
   a replica or running (`n` choices count `n`; bounded by `admission.max_inflight`).
+- `warmserve_vision_requests_total{model, outcome}`: vision infer/classify requests that reached a vision
+  replica call, `ok` or `error` (the replica failed, was unavailable or timed out; not the client's bad
+  input); `warmserve_vision_request_latency_seconds{model}`: the replica call's duration, for `ok`. A vision
+  canary's error rate and latency, as the generation series are an LLM's.
 - `warmserve_vision_batch_size{model, backend}`: images per batch a vision replica executed, reported
   once per batch with the results.
 - From the routers (`router/router_metrics.py`): `warmserve_router_decisions_total{deployment, policy,
@@ -127,6 +131,12 @@ class IngressMetrics:
         self.version_fallbacks = Counter(
             "warmserve_version_fallbacks", "Bare-name requests that failed on this version before answering "
             "and were answered by another version", ("model",), registry=registry)
+        self.vision_requests = Counter(
+            "warmserve_vision_requests", "Vision requests that reached a replica call, by outcome (ok, error)",
+            ("model", "outcome"), registry=registry)
+        self.vision_latency_s = Histogram(
+            "warmserve_vision_request_latency_seconds", "Duration of a vision request's replica call (ok ones)",
+            ("model",), buckets=TTFT_BUCKETS_S, registry=registry)
         self.vision_batch_size = Histogram(
             "warmserve_vision_batch_size", "Images per batch a vision replica executed", ("model", "backend"),
             buckets=VISION_BATCH_BUCKETS, registry=registry)
@@ -186,6 +196,14 @@ def exposition(accept: str | None, registry: CollectorRegistry | None = None) ->
 def watch_admission(gates: dict[str, AdmissionGate]) -> None:
     """Called once by `Ingress.__init__` with each served model's admission gate."""
     ingress_metrics().watch_admission(gates)
+
+
+def record_vision_call(model: str, latency_s: float | None) -> None:
+    """One vision replica call of `model`: its duration when it answered, None when it failed."""
+    metrics = ingress_metrics()
+    metrics.vision_requests.labels(model, "ok" if latency_s is not None else "error").inc()
+    if latency_s is not None:
+        metrics.vision_latency_s.labels(model).observe(latency_s)
 
 
 def observe_vision_batches(model: str, backend: str, batch_sizes: Iterable[int]) -> None:

@@ -9,6 +9,7 @@ exception across with its type and the failed replica's id intact.
 from __future__ import annotations
 
 import logging
+import random
 
 from deployments.errors import APIError, internal_error, service_unavailable
 from engines.protocol import EngineDeadError
@@ -74,3 +75,14 @@ def engine_failure_error(error: BaseException, retry_after_s: int) -> APIError:
                                    retry_after_s=retry_after_s)
     logger.exception("engine error", exc_info=error)
     return internal_error(f"engine error: {type(error).__name__}")
+
+
+class InjectedRequestError(RuntimeError):
+    """A request failed on purpose by `engine.injected_error_rate` (fault drills, bad-version rollouts)."""
+
+
+def raise_injected_error(error_rate: float, rng: random.Random, replica_id: str) -> None:
+    """Fail this request with probability `error_rate` (the replica's `engine.injected_error_rate`)."""
+    if error_rate and rng.random() < error_rate:
+        raise InjectedRequestError(f"replica {replica_id}: injected request error "
+                                   f"(engine.injected_error_rate {error_rate:g})")

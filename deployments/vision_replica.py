@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import numpy as np
 from ray import serve
 
 from configs.vision_schema import VisionModelConfig
+from deployments.replica_failures import raise_injected_error
 from engines.vision.postprocess import Classification, top_k
 from engines.vision.preprocess import ImageInputError, PreprocessSpec, preprocess
 from engines.vision.protocol import VisionEngine
@@ -83,6 +85,7 @@ class VisionReplica:
 
     async def __init__(self, config: VisionModelConfig, artifacts_dir: str) -> None:
         self._config = config
+        self._fault_rng = random.Random(config.name)  # engine.injected_error_rate's draws
         directory = Path(artifacts_dir)
         if not (directory / "meta.json").is_file():
             # On another node than the driver that prepared it: prepare here (deterministic, same bytes).
@@ -116,6 +119,7 @@ class VisionReplica:
         return [(row, len(images) if i == 0 else 0) for i, row in enumerate(logits)]
 
     async def _infer(self, images: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        raise_injected_error(self._config.engine.injected_error_rate, self._fault_rng, self._config.name)
         items = await asyncio.gather(*(self._run_batch(image) for image in images))
         return np.stack([row for row, _ in items]), [size for _, size in items if size]
 

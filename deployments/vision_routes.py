@@ -22,11 +22,13 @@ from fastapi.responses import JSONResponse, Response
 
 from configs.model_versions import split_version
 from configs.vision_schema import VisionModelConfig
-from deployments.errors import APIError, bad_request, protocol_response, service_unavailable
+from deployments.errors import APIError, bad_request, protocol_response
 from deployments.http_app import app
-from deployments.metrics import observe_vision_batches
+from deployments.metrics import observe_vision_batches, record_vision_call
 from deployments.model_resolver import SESSION_HEADER, VERSION_HEADER, ModelResolver, bare_name_cards
 from deployments.openai_protocol import decode_json
+from deployments.replica_failures import engine_failure_error
+from deployments.version_fallback import answer_with_fallback
 from deployments import openapi_vision_docs as docs
 from deployments.vision_kserve import (
     HEADER_LENGTH,
@@ -60,13 +62,6 @@ def _kserve_error(status: int, message: str, retry_after_s: int | None = None) -
     return protocol_response(APIError(status, message, retry_after_s=retry_after_s), "/v2")
 
 
-def _is_replica_failure(error: BaseException) -> bool:
-    import grpc
-    from ray.exceptions import RayActorError, RayTaskError
-
-    return isinstance(error, (RayActorError, RayTaskError, ConnectionError, grpc.aio.AioRpcError))
-
-
 class VisionRoutes:
     """Route methods and state for the vision models; `Ingress.__init__` calls `_init_vision`."""
 
@@ -90,20 +85,23 @@ class VisionRoutes:
         cards = [card(name) for name in self._vision] + bare_name_cards(self._vision_resolver, card)
         return sorted(cards, key=lambda c: c["id"])
 
-    async def _call(self, method: Any, *args: Any) -> Any:
-        """One replica call with the ingress timeout; failures become APIErrors (503/504), never 500s."""
+    async def _call(self, served: ServedVisionModel, method: str, *args: Any) -> Any:
+        """One call of `served`'s replica with the ingress timeout, counted for its version; failures become
+        APIErrors (503 replica unavailable, 504 timeout, 500 the engine failed)."""
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self._vision_timeout_s):
-                return await method.remote(*args)
+                reply = await getattr(served.handle, method).remote(*args)
         except TimeoutError:
+            record_vision_call(served.config.name, None)
             raise APIError(504, f"no answer from the vision replica within {self._vision_timeout_s:.0f} s",
                            type="timeout") from None
         except Exception as error:
-            if _is_replica_failure(error):
-                logger.warning("vision replica failure: %s", error)
-                raise service_unavailable(f"vision replica unavailable: {type(error).__name__}",
-                                          retry_after_s=2) from None
-            raise
+            record_vision_call(served.config.name, None)
+            # 503 when the replica is gone or at capacity, else 500 naming the engine's error.
+            raise engine_failure_error(error, retry_after_s=2) from None
+        record_vision_call(served.config.name, time.monotonic() - started)
+        return reply
 
     async def _replica_answers(self, served: ServedVisionModel) -> str | None:
         try:
@@ -131,8 +129,7 @@ class VisionRoutes:
 
     # ---- KServe v2 / Triton: models ----
 
-    def _served_vision(self, name: str, version: str | None, session: str | None = None
-                       ) -> ServedVisionModel | JSONResponse:
+    def _served_vision(self, name: str, version: str | None) -> ServedVisionModel | JSONResponse:
         """The model (or version) a KServe path names: `{name}` a model, a version (`resnet@fp16`) or a
         versioned model's bare name (split by weight); `/versions/{version}` pins one ("1" is every
         unversioned model's only version)."""
@@ -142,7 +139,7 @@ class VisionRoutes:
                                       f"{', '.join(names) or 'none'}")
         pinned = None if version in (None, "", MODEL_VERSION) else version
         try:
-            return self._vision_resolver.resolve(name, pinned, session)[1]
+            return self._vision_resolver.resolve(name, pinned)[1]
         except APIError:
             return _kserve_error(404, f"Request for unknown model: '{name}' version {version} is not found; "
                                       f"available versions: {', '.join(self._vision_versions(name))}")
@@ -215,32 +212,40 @@ class VisionRoutes:
         return await self._infer(name, version, request)
 
     async def _infer(self, name: str, version: str | None, request: Request) -> Response:
-        served = self._served_vision(name, version, request.headers.get(SESSION_HEADER))
-        if isinstance(served, JSONResponse):
-            return served
+        checked = self._served_vision(name, version)
+        if isinstance(checked, JSONResponse):
+            return checked
+        raw = await request.body()
+
+        async def answer(served: ServedVisionModel) -> Response:
+            try:
+                parsed = parse_infer_request(raw, request.headers.get(HEADER_LENGTH))
+                images = _model_input(parsed, served.config)
+                outputs = _requested_outputs(parsed, served.config)
+            except KServeError as error:
+                return _kserve_error(400, str(error))
+            reply = await self._call(served, "infer_tensor", images)
+            observe_vision_batches(served.config.name, reply.backend, reply.batch_sizes)
+            logits = reply.logits
+            tensors: list[tuple[OutputTensor, bool]] = []
+            for wanted in outputs:
+                binary = parsed.binary_output if wanted.binary is None else wanted.binary
+                if wanted.class_count:
+                    strings = classification_strings(softmax(logits.astype(np.float64)), served.labels,
+                                                     wanted.class_count)
+                    tensors.append((OutputTensor(wanted.name, "BYTES", strings), binary))
+                else:
+                    tensors.append((OutputTensor(wanted.name, "FP32", logits.astype(np.float32)), binary))
+            answered = version_label(served.config.name)
+            body, headers = encode_infer_response(split_version(name)[0], answered, parsed.id, tensors)
+            return Response(body, headers={**headers, VERSION_HEADER: answered})
+
+        pinned = None if version in (None, "", MODEL_VERSION) else version
         try:
-            parsed = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH))
-            images = _model_input(parsed, served.config)
-            outputs = _requested_outputs(parsed, served.config)
-        except KServeError as error:
-            return _kserve_error(400, str(error))
-        try:
-            reply = await self._call(served.handle.infer_tensor, images)
+            return await answer_with_fallback(self._vision_resolver, name, pinned,
+                                              request.headers.get(SESSION_HEADER), answer)
         except APIError as error:
             return _kserve_error(error.status_code, error.message, error.retry_after_s)
-        observe_vision_batches(served.config.name, reply.backend, reply.batch_sizes)
-        logits = reply.logits
-        tensors: list[tuple[OutputTensor, bool]] = []
-        for wanted in outputs:
-            binary = parsed.binary_output if wanted.binary is None else wanted.binary
-            if wanted.class_count:
-                strings = classification_strings(softmax(logits.astype(np.float64)), served.labels, wanted.class_count)
-                tensors.append((OutputTensor(wanted.name, "BYTES", strings), binary))
-            else:
-                tensors.append((OutputTensor(wanted.name, "FP32", logits.astype(np.float32)), binary))
-        answered = version_label(served.config.name)
-        body, headers = encode_infer_response(split_version(name)[0], answered, parsed.id, tensors)
-        return Response(body, headers={**headers, VERSION_HEADER: answered})
 
     # ---- convenience: image bytes in, top-k labels out ----
 
@@ -253,38 +258,45 @@ class VisionRoutes:
             model_name, images, k = _classify_json(raw)
         else:
             model_name, images, k = request.query_params.get("model"), [raw], request.query_params.get("top_k")
-        served = self._vision_for(model_name, request)
-        top = _top_k_value(k, served.config)
-        limit = served.config.max_image_bytes
-        for index, data in enumerate(images):
-            if len(data) > limit:
-                raise bad_request(f"image {index} is {len(data)} bytes; the limit is {limit}", param="images",
-                                  code="image_too_large")
-        reply = await self._call(served.handle.classify, images, top)
-        observe_vision_batches(served.config.name, reply.backend, reply.batch_sizes)
-        if reply.error is not None:
-            where = f"image {reply.error_index}: " if len(images) > 1 else ""
-            raise bad_request(f"{where}{reply.error}", param="images" if len(images) > 1 else "body",
-                              code="invalid_image")
-        return JSONResponse({
-            "object": "list", "model": served.config.name,
-            "data": [{"index": i, "object": "classification",
-                      "top_k": [{"label": c.label, "class_index": c.index, "score": c.score} for c in row]}
-                     for i, row in enumerate(reply.results)]},
-            headers={VERSION_HEADER: version_label(served.config.name),
-                     **({"x-warmserve-replica": reply.replica_id} if reply.replica_id else {})})
+        name = self._vision_name(model_name)
 
-    def _vision_for(self, name: str | None, request: Request) -> ServedVisionModel:
-        if name is None:  # fine while one model (however many versions it has) is served
-            models = sorted({split_version(n)[0] for n in self._vision})
-            if not models:
-                raise APIError(404, "no vision models are served", param="model", code="model_not_found")
-            if len(models) > 1:
-                raise bad_request(f"several vision models are served; name one with 'model' "
-                                  f"({', '.join(sorted(self._vision))})", param="model")
-            name = models[0] if models[0] in self._vision_resolver.names() else next(iter(self._vision))
+        async def answer(served: ServedVisionModel) -> Response:
+            top = _top_k_value(k, served.config)
+            limit = served.config.max_image_bytes
+            for index, data in enumerate(images):
+                if len(data) > limit:
+                    raise bad_request(f"image {index} is {len(data)} bytes; the limit is {limit}", param="images",
+                                      code="image_too_large")
+            reply = await self._call(served, "classify", images, top)
+            observe_vision_batches(served.config.name, reply.backend, reply.batch_sizes)
+            if reply.error is not None:
+                where = f"image {reply.error_index}: " if len(images) > 1 else ""
+                raise bad_request(f"{where}{reply.error}", param="images" if len(images) > 1 else "body",
+                                  code="invalid_image")
+            return JSONResponse({
+                "object": "list", "model": served.config.name,
+                "data": [{"index": i, "object": "classification",
+                          "top_k": [{"label": c.label, "class_index": c.index, "score": c.score} for c in row]}
+                         for i, row in enumerate(reply.results)]},
+                headers={VERSION_HEADER: version_label(served.config.name),
+                         **({"x-warmserve-replica": reply.replica_id} if reply.replica_id else {})})
+
         headers = request.headers
-        return self._vision_resolver.resolve(name, headers.get(VERSION_HEADER), headers.get(SESSION_HEADER))[1]
+        return await answer_with_fallback(self._vision_resolver, name, headers.get(VERSION_HEADER),
+                                          headers.get(SESSION_HEADER), answer)
+
+    def _vision_name(self, name: str | None) -> str:
+        """The model a classify request names; with none named, the one vision model served (a versioned
+        one's bare name, so its split applies)."""
+        if name is not None:
+            return name
+        models = sorted({split_version(n)[0] for n in self._vision})
+        if not models:
+            raise APIError(404, "no vision models are served", param="model", code="model_not_found")
+        if len(models) > 1:
+            raise bad_request(f"several vision models are served; name one with 'model' "
+                              f"({', '.join(sorted(self._vision))})", param="model")
+        return models[0] if models[0] in self._vision_resolver.names() else next(iter(self._vision))
 
     # ---- KServe v2 / Triton: model repository ----
 

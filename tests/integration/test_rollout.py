@@ -6,10 +6,7 @@ to the running app, as `warmserve rollout` does, and judges the canary from the 
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 
 import httpx
@@ -22,8 +19,8 @@ from cluster.serve_control import deployment_problem
 from configs.rollout_schema import RolloutPolicy
 from configs.schema import ClusterConfig
 from deployments.app_builder import llm_deployment_name
-from deployments.version_fallback import FALLBACK_HEADER
 from tests.conftest import SERVE_PORT, DeployedApp, deploy_config
+from tests.paced_load import PacedLoad
 
 pytestmark = pytest.mark.integration
 APP, ROUTE = "rollout", "/rollout"
@@ -47,38 +44,9 @@ def rollout_app(serve_instance: None) -> Iterator[DeployedApp]:
     serve.delete(APP)
 
 
-class PacedLoad:
-    """Chat requests for the bare name at RATE_PER_S from a background thread; every outcome is kept."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.outcomes = url, Counter[tuple[int, str | None]]()
-        self.fallbacks = Counter[str]()  # the version a request failed on before another answered it
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-
-    async def _run(self) -> None:
-        body = {"model": "roll", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-        async with httpx.AsyncClient(timeout=60) as client:
-            async def one() -> None:
-                reply = await client.post(f"{self.url}/chat/completions", json=body)
-                self.outcomes[(reply.status_code, reply.headers.get("x-warmserve-version"))] += 1
-                if FALLBACK_HEADER in reply.headers:
-                    self.fallbacks[reply.headers[FALLBACK_HEADER]] += 1
-            tasks = set()
-            while not self._stop.is_set():
-                task = asyncio.create_task(one())
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                await asyncio.sleep(1 / RATE_PER_S)
-            await asyncio.gather(*tasks)
-
-    def __enter__(self) -> PacedLoad:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=120)
+def _chat_load(app: DeployedApp) -> PacedLoad:
+    body = {"model": "roll", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    return PacedLoad(lambda client: client.post(f"{app.base_url}/chat/completions", json=body), RATE_PER_S)
 
 
 def _rollout(app: DeployedApp, target: str):  # type: ignore[no-untyped-def]
@@ -91,7 +59,7 @@ def _rollout(app: DeployedApp, target: str):  # type: ignore[no-untyped-def]
 
 def test_a_version_that_fails_is_rolled_back_and_its_clients_are_answered_by_the_old_one(
         rollout_app: DeployedApp) -> None:
-    with PacedLoad(rollout_app.base_url) as load:
+    with _chat_load(rollout_app) as load:
         result = _rollout(rollout_app, "roll@bad")
         time.sleep(2)  # requests after the rollback: all on v1 again
     assert not result.completed, result
@@ -113,7 +81,7 @@ def test_a_version_that_fails_with_fallback_impossible_fails_only_its_pinned_cli
 
 
 def test_a_good_version_takes_all_traffic_with_no_failed_request(rollout_app: DeployedApp) -> None:
-    with PacedLoad(rollout_app.base_url) as load:
+    with _chat_load(rollout_app) as load:
         result = _rollout(rollout_app, "roll@v2")
         time.sleep(2)
     assert result.completed, result

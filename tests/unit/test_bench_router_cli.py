@@ -22,7 +22,6 @@ def _trace(tmp_path: Path) -> Path:
 
 def test_json_is_one_object_with_every_policy_and_the_oracle(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # cli.main sets it for Ray; keep it out of other tests
     code = cli.main(["bench", "router", "--trace", str(_trace(tmp_path)), "--replicas", "3", "--profile", "gpu",
                      "--policies", "kv_aware,pow2,sglang,dynamo,llm_d,ray_prefix,round_robin", "--json"])
     assert code == 0

@@ -137,6 +137,13 @@ warmserve_time_to_first_token_seconds_bucket{le="+Inf",model="m@new"} 9.0
 warmserve_time_to_first_token_seconds_count{model="m@new"} 9.0
 warmserve_time_to_first_token_seconds_sum{model="m@new"} 0.9
 warmserve_requests_total{method="POST",route="/v1/chat/completions",status="200"} 100.0
+# TYPE warmserve_vision_requests_total counter
+warmserve_vision_requests_total{model="r@new",outcome="ok"} 4.0
+warmserve_vision_requests_total{model="r@new",outcome="error"} 2.0
+# TYPE warmserve_vision_request_latency_seconds histogram
+warmserve_vision_request_latency_seconds_bucket{le="+Inf",model="r@new"} 4.0
+warmserve_vision_request_latency_seconds_count{model="r@new"} 4.0
+warmserve_vision_request_latency_seconds_sum{model="r@new"} 0.2
 """
 
 
@@ -144,6 +151,8 @@ def test_version_counters_from_a_scrape() -> None:
     counters = version_counters(METRICS)
     assert counters["m@old"].ok == 90 and counters["m@old"].errors == 1
     assert counters["m@new"].mean_ttft_s == pytest.approx(0.1)
+    vision = counters["r@new"]  # a vision version: its request latency stands in for TTFT
+    assert (vision.ok, vision.errors, vision.mean_ttft_s) == (4, 2, pytest.approx(0.05))
     later = {"m@new": VersionWindow(19, 1, 2.0, 20)}
     window = window_between(counters, later, ["m@new"])
     assert (window.ok, window.errors, window.ttft_count) == (10, 1, 11)
@@ -162,6 +171,20 @@ def test_starting_weights_and_with_weights() -> None:
             starting_weights(config, model, target)
     changed = with_weights(config, {"m@a": 0.0, "m@b": 100.0})
     assert [m.traffic_weight for m in changed.models] == [1.0, 0.0, 100.0]
+
+
+def test_vision_versions_roll_out_like_llm_ones() -> None:
+    from cluster.rollout import is_vision_version, without_model
+
+    config = ClusterConfig.model_validate({"models": [], "vision_models": [
+        {"name": n, "model": "resnet-tiny", "traffic_weight": w} for n, w in (("r@a", 1), ("r@b", 0))]})
+    assert starting_weights(config, "r", "r@b") == {"r@a": 1.0, "r@b": 0.0}
+    assert is_vision_version(config, "r@b") and not is_vision_version(_config(), "m@b")
+    changed = with_weights(config, {"r@a": 20.0, "r@b": 80.0})
+    assert [m.traffic_weight for m in changed.vision_models] == [20.0, 80.0]
+    assert [m.name for m in without_model(config, "r@b").vision_models] == ["r@a"]
+    slow = judge(_window(30, ttft_s=0.5), _window(200), POLICY, latency="latency")
+    assert slow.healthy is False and "mean latency 500 ms" in slow.reason
 
 
 def test_a_version_that_never_becomes_ready_is_removed_and_gets_no_traffic() -> None:
