@@ -23,9 +23,11 @@ import numpy as np
 from configs.vision_schema import VisionModelConfig
 from engines.vision.bench import CellResult, measure, summarise
 from engines.vision.select import make_vision_engine
-from engines.vision.store import load_artifacts, prepare_vision_model
+from engines.vision.protocol import VisionEngine
+from engines.vision.store import VisionArtifacts, load_artifacts, prepare_vision_model
 
 USAGE_ERROR = 2
+TORCH_NCHW = "torch-nchw"  # a comparison variant of the torch backend, not a config value
 
 
 def _int_list(text: str) -> list[int]:
@@ -42,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="warmserve bench vision", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["resnet50", "resnet18", "resnet-tiny"], default="resnet50")
     parser.add_argument("--backends", default="onnxruntime,torch",
-                        help="comma-separated: onnxruntime, torch, tensorrt (default: onnxruntime,torch)")
+                        help="comma-separated: onnxruntime, torch, tensorrt, torch-nchw (PyTorch with "
+                             "contiguous NCHW activations, what torch ran before channels-last on CUDA) "
+                             "(default: onnxruntime,torch)")
     parser.add_argument("--batch-sizes", type=_int_list, default=[1, 8, 32])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the library's)")
@@ -64,6 +68,15 @@ def _config(args: argparse.Namespace, backend: str) -> VisionModelConfig:
         "batching": {"max_batch_size": max(args.batch_sizes)}})
 
 
+def _engine(backend: str, config: VisionModelConfig, artifacts: VisionArtifacts) -> VisionEngine:
+    if backend != TORCH_NCHW:
+        return make_vision_engine(config, artifacts)
+    from engines.vision.torch_backend import TorchVisionEngine
+
+    return TorchVisionEngine(artifacts, config.batching.max_batch_size, "cuda" if config.num_gpus else "cpu",
+                             config.engine.precision, config.engine.num_threads, channels_last=False)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--http"]:  # the whole served path instead of engines alone
         from cluster.bench_vision_http import main as bench_http
@@ -71,14 +84,14 @@ def main(argv: list[str]) -> int:
         return bench_http(argv[1:])
     args = build_parser().parse_args(argv)
     backends = [b for b in args.backends.split(",") if b]
-    unknown = sorted(set(backends) - {"onnxruntime", "torch", "tensorrt"})
+    unknown = sorted(set(backends) - {"onnxruntime", "torch", "tensorrt", TORCH_NCHW})
     if unknown or args.runs < 1 or args.min_iters < 1 or args.min_time_s < 0:
         print(f"bad arguments: unknown backends {unknown}" if unknown else "runs/min-iters must be >= 1",
               file=sys.stderr)
         return USAGE_ERROR
-    configs = {b: _config(args, b) for b in backends}
+    configs = {b: _config(args, "torch" if b == TORCH_NCHW else b) for b in backends}
     artifacts = load_artifacts(prepare_vision_model(configs[backends[0]]))
-    engines = {b: make_vision_engine(configs[b], artifacts) for b in backends}
+    engines = {b: _engine(b, configs[b], artifacts) for b in backends}
     image = np.random.default_rng(0).standard_normal((3, 224, 224)).astype(np.float32)
     runs: list[list[CellResult]] = []
     for run in range(args.runs):
@@ -87,7 +100,7 @@ def main(argv: list[str]) -> int:
         for batch_size in args.batch_sizes:
             batch = np.repeat(image[None], batch_size, axis=0)
             for backend in order:
-                cells.append(measure(engines[backend], batch, args.min_iters, args.min_time_s))
+                cells.append(measure(engines[backend], batch, args.min_iters, args.min_time_s, label=backend))
                 print(f"[bench vision] run {run + 1}/{args.runs} {backend} batch {batch_size}: "
                       f"{cells[-1].images_per_s:.1f} images/s", file=sys.stderr, flush=True)
         runs.append(cells)

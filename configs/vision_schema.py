@@ -22,7 +22,8 @@ VisionPrecision = Literal["fp32", "fp16"]
 
 class VisionEngineConfig(StrictModel):
     """How a replica runs the network. `auto` picks TensorRT when the replica has a GPU and `tensorrt`
-    imports, else ONNX Runtime (engines.vision.select)."""
+    imports; on a GPU without it, ONNX Runtime's CUDA provider or else PyTorch on the GPU; without a GPU,
+    ONNX Runtime (engines.vision.select)."""
 
     backend: VisionBackend = "auto"
     # TensorRT builds strongly typed networks, so the precision is the ONNX file's: fp16 exports an FP16

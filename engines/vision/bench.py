@@ -34,7 +34,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(engine: VisionEngine, batch: np.ndarray, min_iters: int, min_time_s: float, warmup: int = 1,
-            clock: Callable[[], float] = time.perf_counter) -> CellResult:
+            clock: Callable[[], float] = time.perf_counter, label: str | None = None) -> CellResult:
+    """One cell; `label` names it in the results (default: the engine's backend; two variants of one
+    backend need their own)."""
     for _ in range(warmup):
         engine.infer(batch)
     latencies: list[float] = []
@@ -43,7 +45,7 @@ def measure(engine: VisionEngine, batch: np.ndarray, min_iters: int, min_time_s:
         engine.infer(batch)
         latencies.append(clock() - started)
     total = sum(latencies)
-    return CellResult(engine.backend, len(batch), len(latencies), len(batch) * len(latencies) / total,
+    return CellResult(label or engine.backend, len(batch), len(latencies), len(batch) * len(latencies) / total,
                       percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000)
 
 

@@ -17,11 +17,26 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def resolve_backend(requested: str, has_gpu: bool, has_tensorrt: bool) -> str:
-    """`auto` = TensorRT when the replica has a GPU and `tensorrt` imports, else ONNX Runtime. An explicit
-    `tensorrt` without either raises ValueError saying which is missing (never a silent fallback)."""
+def onnxruntime_has_cuda() -> bool:
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def resolve_backend(requested: str, has_gpu: bool, has_tensorrt: bool, onnxruntime_cuda: bool = False) -> str:
+    """`auto` = TensorRT when the replica has a GPU and `tensorrt` imports; on a GPU without TensorRT,
+    ONNX Runtime if it has its CUDA provider, else PyTorch on the GPU (a CPU-only ONNX Runtime would leave
+    the GPU idle: found on an H200 whose image has CUDA torch and a CPU-only onnxruntime); without a GPU,
+    ONNX Runtime. An explicit `tensorrt` without a GPU or the package raises ValueError saying which is
+    missing (never a silent fallback)."""
     if requested == "auto":
-        return "tensorrt" if has_gpu and has_tensorrt else "onnxruntime"
+        if not has_gpu:
+            return "onnxruntime"
+        if has_tensorrt:
+            return "tensorrt"
+        return "onnxruntime" if onnxruntime_cuda else "torch"
     if requested == "tensorrt" and not (has_gpu and has_tensorrt):
         missing = [what for what, ok in (("a CUDA GPU", has_gpu), ("the tensorrt package", has_tensorrt)) if not ok]
         raise ValueError(f"engine.backend='tensorrt' needs {' and '.join(missing)}")
@@ -34,7 +49,8 @@ def make_vision_engine(config: VisionModelConfig, artifacts: VisionArtifacts) ->
 
     engine_cfg = config.engine
     has_gpu = config.num_gpus > 0 and cuda_available()
-    backend = resolve_backend(engine_cfg.backend, has_gpu, has_gpu and tensorrt_available())
+    backend = resolve_backend(engine_cfg.backend, has_gpu, has_gpu and tensorrt_available(),
+                              has_gpu and onnxruntime_has_cuda())
     max_batch = config.batching.max_batch_size
     if backend == "tensorrt":
         from engines.vision.tensorrt_backend import TensorRTVisionEngine

@@ -11,7 +11,9 @@ class TorchVisionEngine:
     backend = "torch"
 
     def __init__(self, artifacts: VisionArtifacts, max_batch_size: int, device: str = "cpu",
-                 precision: str = "fp32", num_threads: int | None = None) -> None:
+                 precision: str = "fp32", num_threads: int | None = None, channels_last: bool | None = None) -> None:
+        """`channels_last` (default: on CUDA only) keeps weights and activations NHWC, the layout cuDNN's
+        tensor-core convolutions work in, so no layout transposes run around each convolution."""
         import torch
         from safetensors.torch import load_file
 
@@ -25,10 +27,14 @@ class TorchVisionEngine:
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
         model = build_resnet(artifacts.arch, artifacts.num_classes)
         model.load_state_dict(load_file(str(artifacts.weights_path)))
-        self._model = model.to(self._device, self._dtype).eval()
+        if channels_last is None:
+            channels_last = self._device.type == "cuda"
+        self._memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self._model = model.to(self._device, self._dtype, memory_format=self._memory_format).eval()
 
     def infer(self, images: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
-            batch = torch.from_numpy(np.ascontiguousarray(images)).to(self._device, self._dtype)
+            batch = torch.from_numpy(np.ascontiguousarray(images)).to(self._device, self._dtype,
+                                                                      memory_format=self._memory_format)
             return self._model(batch).float().cpu().numpy()

@@ -45,7 +45,9 @@ def _clean_env(tmp_dir: str) -> dict[str, str]:
     # No Serve switches from the session's cluster (they could start an HTTP data plane on shared ports),
     # no address of another cluster.
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_") and k != "RAY_ADDRESS"}
-    env.update({"RAY_TMPDIR": tmp_dir, "RAY_AUTH_MODE": "token", "PYTHONPATH": str(REPO_ROOT),
+    # The checkout first; packages the caller put on PYTHONPATH (a GPU machine's carried Ray) stay visible.
+    python_path = os.pathsep.join(p for p in [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")] if p)
+    env.update({"RAY_TMPDIR": tmp_dir, "RAY_AUTH_MODE": "token", "PYTHONPATH": python_path,
                 "RAY_USAGE_STATS_ENABLED": "0"})
     return env
 

@@ -61,17 +61,20 @@ def test_schema_architectures_are_the_defined_networks() -> None:
     assert set(typing.get_args(VisionArchitecture)) == set(ARCHITECTURES)
 
 
-@pytest.mark.parametrize(("requested", "gpu", "trt", "expected"), [
-    ("auto", True, True, "tensorrt"),
-    ("auto", True, False, "onnxruntime"),
-    ("auto", False, True, "onnxruntime"),
-    ("auto", False, False, "onnxruntime"),
-    ("torch", True, True, "torch"),
-    ("onnxruntime", True, True, "onnxruntime"),
-    ("tensorrt", True, True, "tensorrt"),
+@pytest.mark.parametrize(("requested", "gpu", "trt", "ort_cuda", "expected"), [
+    ("auto", True, True, False, "tensorrt"),
+    ("auto", True, True, True, "tensorrt"),
+    ("auto", True, False, True, "onnxruntime"),  # onnxruntime-gpu: its CUDA provider
+    ("auto", True, False, False, "torch"),  # a CPU-only ONNX Runtime would leave the GPU idle
+    ("auto", False, True, False, "onnxruntime"),
+    ("auto", False, False, False, "onnxruntime"),
+    ("torch", True, True, False, "torch"),
+    ("onnxruntime", True, True, False, "onnxruntime"),
+    ("onnxruntime", True, False, False, "onnxruntime"),  # explicit: honoured, even on the CPU provider
+    ("tensorrt", True, True, False, "tensorrt"),
 ])
-def test_backend_resolution(requested: str, gpu: bool, trt: bool, expected: str) -> None:
-    assert resolve_backend(requested, gpu, trt) == expected
+def test_backend_resolution(requested: str, gpu: bool, trt: bool, ort_cuda: bool, expected: str) -> None:
+    assert resolve_backend(requested, gpu, trt, ort_cuda) == expected
 
 
 def test_explicit_tensorrt_without_gpu_or_package_says_what_is_missing() -> None:

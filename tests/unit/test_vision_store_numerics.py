@@ -59,6 +59,16 @@ def test_onnxruntime_matches_pytorch_eager(tiny_dir: Path) -> None:
     assert (ort_logits.argmax(1) == torch_logits.argmax(1)).all()
 
 
+def test_channels_last_layout_gives_the_same_logits(tiny_dir: Path) -> None:
+    """The layout CUDA replicas run in (channels-last) is a storage order only: same logits as NCHW."""
+    artifacts = load_artifacts(tiny_dir)
+    images = np.random.default_rng(3).standard_normal((4, 3, artifacts.image_size, artifacts.image_size))
+    images = images.astype(np.float32)
+    nchw = TorchVisionEngine(artifacts, 4, channels_last=False).infer(images)
+    np.testing.assert_allclose(TorchVisionEngine(artifacts, 4, channels_last=True).infer(images), nchw,
+                               rtol=1e-4, atol=1e-4)
+
+
 def test_local_weights_file_and_labels_are_used(tmp_path: Path) -> None:
     import torch
 
