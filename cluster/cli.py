@@ -52,12 +52,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _connect(address: str, namespace: str, joined: bool) -> None:
+def _connect(address: str, namespace: str, joined: bool) -> dict[str, str]:
+    """Join the cluster as a driver; returns Ray's address info (`session_dir`, `gcs_address`, ...)."""
     import ray
 
     # Joining a cluster we did not start: ship the code; a local head already has it on PYTHONPATH.
     runtime_env = {"working_dir": str(REPO_ROOT), "excludes": [".git", "reports"]} if joined else None
-    ray.init(address=address, namespace=namespace, runtime_env=runtime_env, log_to_driver=False)
+    context = ray.init(address=address, namespace=namespace, runtime_env=runtime_env, log_to_driver=False)
+    return dict(context.address_info)
 
 
 def _warn_if_open_to_the_network(config: ClusterConfig) -> None:
@@ -101,7 +103,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             started_head = True
     # Saved before anything else can fail, so `warmserve down` always finds what we started.
     ClusterState(address=address, started_head=started_head, http_url=base_url).save()
-    _connect(address, config.ray.namespace, joined=not started_head)
+    ray_info = _connect(address, config.ray.namespace, joined=not started_head)
     from cluster.preflight import preflight_before_deploy  # checks only models whose replicas span nodes
 
     if not args.skip_preflight and not preflight_before_deploy(config):
@@ -112,8 +114,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     deploy(config, model_paths, APP_NAME)
     answer = wait_until_answering(config, APP_NAME, base_url, READY_TIMEOUT_S)
     print(f"[warmserve] {config.models[0].name} answered: {answer!r}")
+    if started_head and config.ray.background_niceness is not None:
+        _lower_ray_daemons(config.ray.background_niceness, ray_info)
     print(f"[warmserve] up: OpenAI base URL {base_url}/v1   (stop with: ./warmserve down)")
     return 0
+
+
+def _lower_ray_daemons(niceness: int, ray_info: dict[str, str]) -> None:
+    """After the first answer, when every daemon and dashboard module has started (some start lazily)."""
+    from cluster.background_priority import lower_background_priority
+
+    changed = lower_background_priority(niceness, ray_info["session_dir"], ray_info["gcs_address"])
+    names = ", ".join(sorted(set(changed))) or "none found"
+    print(f"[warmserve] Ray's background daemons at nice {niceness} ({len(changed)} processes: {names})")
 
 
 def cmd_down(_: argparse.Namespace) -> int:

@@ -63,6 +63,10 @@ class RayConfig(StrictModel):
     # How often replicas and handles push autoscaling metrics to the controller (only for autoscaled
     # models). Ray's 10 s would add that much to every scaling reaction.
     serve_autoscaling_metrics_push_s: float = Field(default=2.0, gt=0, le=60)
+    # Niceness `warmserve up` gives Ray's control-plane daemons (dashboard, agents, monitors) on a head it
+    # started; null leaves them at 0. Ray runs its workers, the request path included, at 15, so at 0 its
+    # daemons outrank the request path on a small machine (cluster/background_priority.py).
+    background_niceness: int | None = Field(default=15, ge=0, le=19)
 
     @model_validator(mode="after")
     def _loopback_unless_allowed(self) -> RayConfig:

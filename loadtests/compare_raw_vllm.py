@@ -7,17 +7,19 @@ start it, run the chat benchmark `--runs` times after a warm-up, stop it. Prints
 CPU seconds each process group used, medians and the ratios to raw vLLM, and writes them as JSON.
 
     ./warmserve bench [--runs 3 --requests 200 --concurrency 8 --max-tokens 16 --systems raw_vllm,warmserve]
-                      [--stream-interval N]
+                      [--stream-interval N] [--warmserve-set KEY.PATH=VALUE ...]
 
 `--stream-interval N` sets vLLM's `stream_interval` (tokens per streamed chunk after the first) on every
 system alike: raw vLLM's `--stream-interval`, warmserve's `engine.stream_interval` (bench-1replica with
-that one field changed), the peer's `engine_kwargs`.
+that one field changed), the peer's `engine_kwargs`. `--warmserve-set ray.background_niceness=null`
+changes one field of warmserve's config, for an A/B of a setting against the same raw baseline.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import statistics
@@ -156,19 +158,42 @@ def _reap_orphaned_engines() -> None:
                     pass
 
 
-def _warmserve_config(stream_interval: int) -> str:
-    """The bench-1replica profile, or a copy of it in reports/ with `engine.stream_interval` changed."""
-    if stream_interval == 1:
+def _warmserve_config(stream_interval: int, overrides: list[str]) -> str:
+    """The bench-1replica profile, or a copy of it in reports/ with `engine.stream_interval` and the
+    `--warmserve-set` overrides applied."""
+    if stream_interval == 1 and not overrides:
         return "bench-1replica"
     config = yaml.safe_load((REPO_ROOT / "configs" / "profiles" / "bench-1replica.yaml").read_text())
     for model in config["models"]:
         model.setdefault("engine", {})["stream_interval"] = stream_interval
-    path = REPO_ROOT / "reports" / f"bench-1replica-stream-interval-{stream_interval}.yaml"
+    for override in overrides:
+        apply_override(config, override)
+    digest = hashlib.sha256(repr((stream_interval, overrides)).encode()).hexdigest()[:10]
+    path = REPO_ROOT / "reports" / f"bench-1replica-{digest}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return str(path)
 
 
-def _run_system(system: str, shape: tuple[str, int, int, int, int], stream_interval: int) -> list[dict[str, object]]:
+def apply_override(config: dict, override: str) -> None:
+    """`a.b.c=VALUE` (VALUE read as YAML: `null`, `4`, `true`) set in a config dict; list indices as
+    numbers (`models.0.engine.stream_interval=4`). Raises ValueError naming a malformed override."""
+    path, sep, text = override.partition("=")
+    keys = path.split(".")
+    if not sep or not all(keys):
+        raise ValueError(f"--warmserve-set {override!r}: expected KEY.PATH=VALUE")
+    node: object = config
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})  # type: ignore[union-attr]
+    last = keys[-1]
+    value = yaml.safe_load(text)
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value  # type: ignore[index]
+
+
+def _run_system(system: str, shape: tuple[str, int, int, int, int], stream_interval: int,
+                overrides: list[str]) -> list[dict[str, object]]:
     """Start one system, measure it, stop it (also when measuring fails)."""
     print(f"[bench] starting {system}", flush=True)
     if system == "raw_vllm":
@@ -186,7 +211,7 @@ def _run_system(system: str, shape: tuple[str, int, int, int, int], stream_inter
         finally:
             stop_ray_serve_llm()
     warmserve = str(REPO_ROOT / "warmserve")
-    subprocess.run([warmserve, "up", "--config", _warmserve_config(stream_interval)], check=True)
+    subprocess.run([warmserve, "up", "--config", _warmserve_config(stream_interval, overrides)], check=True)
     try:
         return _measure(system, f"http://127.0.0.1:{WARMSERVE_PORT}/v1", *shape)
     finally:
@@ -207,8 +232,16 @@ def main() -> None:
                         help=f"comma-separated, measured in this order; any of {', '.join(SYSTEMS)}")
     parser.add_argument("--stream-interval", type=int, default=1,
                         help="vLLM's stream_interval on every system (tokens per streamed chunk after the first)")
+    parser.add_argument("--warmserve-set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="change one field of warmserve's config (bench-1replica), e.g. "
+                             "ray.background_niceness=null; repeatable, for A/B runs")
     parser.add_argument("--output", default=str(REPO_ROOT / "reports" / "compare-raw-vllm.json"))
     args = parser.parse_args()
+    for override in args.warmserve_set:
+        try:
+            apply_override({}, override)
+        except (ValueError, TypeError) as error:
+            parser.error(str(error))
     if args.stream_interval < 1:
         parser.error(f"--stream-interval must be at least 1, got {args.stream_interval}")
     systems = [name.strip() for name in args.systems.split(",") if name.strip()]
@@ -220,7 +253,7 @@ def main() -> None:
     # (idempotent, shows progress when it builds) instead of letting raw vLLM take the path for a hub id.
     ModelStore().resolve(MODEL_NAME)
     shape = (args.workload, args.runs, args.requests, args.concurrency, args.max_tokens)
-    measured = {system: _run_system(system, shape, args.stream_interval) for system in systems}
+    measured = {system: _run_system(system, shape, args.stream_interval, args.warmserve_set) for system in systems}
 
     raw_tok_s = _median(measured["raw_vllm"], "output_tokens_per_s")
     raw_ttft = _median(measured["raw_vllm"], "ttft_p50_ms")
@@ -232,7 +265,8 @@ def main() -> None:
                            "prefix_cache_hit_rate": _median(runs, "prefix_cache_hit_rate")}
     report = {
         "workload": {"name": args.workload, "requests": args.requests, "concurrency": args.concurrency,
-                     "max_tokens": args.max_tokens, "runs": args.runs, "stream_interval": args.stream_interval},
+                     "max_tokens": args.max_tokens, "runs": args.runs, "stream_interval": args.stream_interval,
+                     "warmserve_overrides": args.warmserve_set},
         "runs": measured,
         "median": medians,
     }

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import httpx
 import openai
+import psutil
 import pytest
 import yaml
 
+from cluster.background_priority import program_of
 from configs.loader import PROFILES_DIR
 
 pytestmark = pytest.mark.e2e
@@ -41,6 +43,7 @@ def test_up_answers_then_status_and_down(tmp_path: Path, monkeypatch: pytest.Mon
         up = _cli("up", "--config", str(path))
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         assert f"http://127.0.0.1:{PORT}/v1" in up.stdout and "Paris" in up.stdout
+        _check_priorities(up.stdout)
 
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"http://127.0.0.1:{PORT}/v1", api_key="wrong", max_retries=0).models.list()
@@ -73,3 +76,15 @@ def test_up_answers_then_status_and_down(tmp_path: Path, monkeypatch: pytest.Mon
     assert down.returncode == 0 and "[warmserve] down" in down.stdout
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{PORT}/health", timeout=5)
+
+
+def _check_priorities(up_stdout: str) -> None:
+    """Ray's daemons were lowered to `ray.background_niceness` (15); the raylet and the engine kept 0."""
+    assert "Ray's background daemons at nice 15" in up_stdout, up_stdout[-2000:]
+    titles = {}
+    for process in psutil.process_iter(["cmdline", "nice"]):
+        program = program_of(process.info["cmdline"] or ())
+        titles.setdefault(program.rsplit("/", 1)[-1].split(" (")[0], []).append(process.info["nice"])
+    assert set(titles["dashboard.py"]) == {15} and set(titles["ray::DashboardAgent"]) == {15}, titles
+    assert set(titles["raylet"]) == {0} and set(titles["gcs_server"]) == {0}, titles
+    assert set(titles["VLLM::EngineCore"]) == {0}, titles  # engine.process_niceness, not Ray's 15
