@@ -169,7 +169,12 @@ def test_stalled_replica_is_left_and_its_streams_resume(failover_app: DeployedAp
                                                         undisturbed: list[str]) -> None:
     for leftover in fault_dir.glob("*.json"):
         leftover.unlink()
-    victim = _replica_ids(failover_app)[0]
+    # The victim is where the router sends the burst's first prompt now (its prefix is cached there from
+    # the earlier bursts), so the first stream to start takes the stall; a fixed replica could get none
+    # of the burst when the router puts every prompt on the other one.
+    probe = httpx.post(f"{failover_app.base_url}/completions", timeout=30,
+                       json={"model": failover_app.model, "prompt": _prompt(0), "max_tokens": 1})
+    victim = probe.headers["x-warmserve-replica"]
     (fault_dir / f"{victim}.json").write_text(json.dumps({"stall_after_tokens": 5, "stall_s": 30}))
     start = time.monotonic()
     results = asyncio.run(_burst(failover_app))
