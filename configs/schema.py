@@ -243,9 +243,9 @@ class RouterConfig(StrictModel):
     # How long a routed-but-unconfirmed prefix is assumed cached on its replica. With KV events this
     # only bridges the gap until the engine's BlockStored arrives; without them it is the cache lifetime.
     routed_blocks_ttl_s: float = Field(default=5.0, gt=0, le=86_400)
-    # What a prompt no replica holds any block of pays per recurring prefix a replica already owns (from
-    # the router's own decisions, router/prefix_owners.py), so new shared prefixes spread evenly instead
-    # of by momentary load; 0 places them by load alone.
+    # What a prompt no replica holds any block of pays per live prefix (young or recurring) a replica
+    # already owns, counted from the router's own decisions (router/prefix_owners.py), so new shared
+    # prefixes spread evenly instead of by momentary load; 0 places them by load alone.
     new_prefix_spread_blocks: float = Field(default=1024.0, ge=0, le=1_000_000)
     approximate_ttl_s: float = Field(default=120.0, gt=0, le=86_400)
     # Blocks per replica the router's own routing memory keeps (LRU), near an engine's KV capacity.
