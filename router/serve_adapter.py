@@ -258,6 +258,8 @@ class KVAwareRequestRouter(RequestRouter):
                          {k: round(v, 1) for k, v in decision.costs.items()})
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
+        process_exclusions().placed(self._exclusion_key, pending_request.metadata.internal_request_id,
+                                    replica_id.unique_id)
         routing = self._requests.get(pending_request.metadata.internal_request_id)
         if routing is None:
             return
@@ -274,6 +276,7 @@ class KVAwareRequestRouter(RequestRouter):
                            len(routing.keys) - matched, routing.max_tokens)
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
+        process_exclusions().completed(self._exclusion_key, internal_request_id)
         self._load.finished(internal_request_id)
         self._requests.pop(internal_request_id, None)
 
@@ -309,3 +312,10 @@ class RoundRobinRequestRouter(RequestRouter):
                                                                                GenerationRequest):
             self._metrics.record_decision(self._deployment_name, "round_robin", "routed")
         return [[r] for r in ordered[start:] + ordered[:start]]
+
+    def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
+        process_exclusions().placed(self._exclusion_key, pending_request.metadata.internal_request_id,
+                                    replica_id.unique_id)
+
+    def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
+        process_exclusions().completed(self._exclusion_key, internal_request_id)
