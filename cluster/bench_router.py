@@ -5,7 +5,8 @@
     warmserve bench router --micro [--replicas N] [--micro-blocks N] [--json]
 
 With --json, stdout is exactly one JSON object: {"policies": {NAME: {"hit_rate", "ttft_p50_ms", "ttft_p90_ms",
-"max_mean_load", "decision_us_p50"}}, "oracle_hit_rate": X} (or {"micro": {...}}). Bad flags, an unknown
+"max_mean_load", "decision_us_p50"}}, "oracle_hit_rate": X, "capacity_bound_hit_rate": Y} (Y: the hit-rate
+bound at the cluster's KV capacity, router/sim/capacity_bound.py; or {"micro": {...}}). Bad flags, an unknown
 policy / workload / profile, or a malformed trace line: a message naming the problem on stderr, exit code 2.
 """
 
@@ -84,13 +85,16 @@ def _table(config: BenchConfig, report: BenchReport) -> str:
     lines = [f"workload {source}, profile {config.profile}, {config.replicas} replicas, seed {config.seed}: "
              f"{report.requests} requests over {report.span_s:.1f} s simulated"
              + (f" ({report.dropped} larger than a replica's KV cache left out)" if report.dropped else ""),
-             f"oracle hit rate (one infinite cache): {report.oracle_hit_rate:.3f}", "",
-             f"{'policy':12} {'hit rate':>8} {'/oracle':>7} {'TTFT p50 ms':>11} {'TTFT p90 ms':>11} "
+             f"oracle hit rate (one infinite cache): {report.oracle_hit_rate:.3f}; bound at the cluster's KV "
+             f"capacity (Belady's MIN over {config.replicas} replicas' blocks): {report.capacity_bound_hit_rate:.3f}",
+             "",
+             f"{'policy':12} {'hit rate':>8} {'/oracle':>7} {'/bound':>6} {'TTFT p50 ms':>11} {'TTFT p90 ms':>11} "
              f"{'max/mean':>8} {'decision us':>11}"]
     for name, m in report.policies.items():
         share = m.hit_rate / report.oracle_hit_rate if report.oracle_hit_rate else 0.0
-        lines.append(f"{name:12} {m.hit_rate:8.3f} {share:7.2f} {m.ttft_p50_ms:11.1f} {m.ttft_p90_ms:11.1f} "
-                     f"{m.max_mean_load:8.2f} {m.decision_us_p50:11.1f}")
+        bound_share = m.hit_rate / report.capacity_bound_hit_rate if report.capacity_bound_hit_rate else 0.0
+        lines.append(f"{name:12} {m.hit_rate:8.3f} {share:7.2f} {bound_share:6.2f} {m.ttft_p50_ms:11.1f} "
+                     f"{m.ttft_p90_ms:11.1f} {m.max_mean_load:8.2f} {m.decision_us_p50:11.1f}")
     ours = report.policies.get("kv_aware")
     others = {n: m for n, m in report.policies.items() if not n.startswith("kv_aware")}
     if ours and others:

@@ -125,8 +125,10 @@ def _lower_ray_daemons(niceness: int, ray_info: dict[str, str]) -> None:
     from cluster.background_priority import lower_background_priority
 
     changed = lower_background_priority(niceness, ray_info["session_dir"], ray_info["gcs_address"])
-    names = ", ".join(sorted(set(changed))) or "none found"
-    print(f"[warmserve] Ray's background daemons at nice {niceness} ({len(changed)} processes: {names})")
+    # The dashboard's module processes (titled `ray-dashboard-<Module>-0`, or plain `python -c`) as one count.
+    modules = [name for name in changed if name.startswith("ray-dashboard-") or name == "-c"]
+    names = sorted(set(changed) - set(modules)) + ([f"{len(modules)} dashboard module processes"] if modules else [])
+    print(f"[warmserve] Ray's background daemons at nice {niceness}: {', '.join(names) or 'none found'}")
 
 
 def cmd_down(_: argparse.Namespace) -> int:

@@ -19,6 +19,8 @@ def serve_environment(ray: RayConfig, http: HttpConfig) -> dict[str, str]:
         "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": repr(ray.serve_autoscaling_metrics_push_s),
         "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": repr(ray.serve_autoscaling_metrics_push_s),
     }
+    if ray.worker_niceness is not None:
+        env["RAY_worker_niceness"] = str(ray.worker_niceness)  # read by the raylet when it starts workers
     if http.data_plane == "proxy":
         # Throughput-optimized mode would otherwise switch direct ingress on behind the classic proxy.
         env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "0"

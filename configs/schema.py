@@ -67,6 +67,9 @@ class RayConfig(StrictModel):
     # started; null leaves them at 0. Ray runs its workers, the request path included, at 15, so at 0 its
     # daemons outrank the request path on a small machine (cluster/background_priority.py).
     background_niceness: int | None = Field(default=15, ge=0, le=19)
+    # Niceness of Ray's workers (ingress and LLM replicas included) on a head `warmserve up` starts
+    # (Ray's `RAY_worker_niceness`); None keeps Ray's 15. The engines take `engine.process_niceness`.
+    worker_niceness: int | None = Field(default=None, ge=0, le=19)
 
     @model_validator(mode="after")
     def _loopback_unless_allowed(self) -> RayConfig:
@@ -240,6 +243,10 @@ class RouterConfig(StrictModel):
     # How long a routed-but-unconfirmed prefix is assumed cached on its replica. With KV events this
     # only bridges the gap until the engine's BlockStored arrives; without them it is the cache lifetime.
     routed_blocks_ttl_s: float = Field(default=5.0, gt=0, le=86_400)
+    # What a prompt no replica holds any block of pays per live prefix (young or recurring) a replica
+    # already owns, counted from the router's own decisions (router/prefix_owners.py), so new shared
+    # prefixes spread evenly instead of by momentary load; 0 places them by load alone.
+    new_prefix_spread_blocks: float = Field(default=1024.0, ge=0, le=1_000_000)
     approximate_ttl_s: float = Field(default=120.0, gt=0, le=86_400)
     # Blocks per replica the router's own routing memory keeps (LRU), near an engine's KV capacity.
     routed_blocks_capacity: int = Field(default=16_384, ge=1, le=100_000_000)

@@ -60,6 +60,7 @@ def request_router_config(model: LLMModelConfig) -> RequestRouterConfig:
         "routed_blocks_ttl_s": cfg.routed_blocks_ttl_s if events else cfg.approximate_ttl_s,
         "routed_blocks_capacity": cfg.routed_blocks_capacity,
         "use_kv_events": events,
+        "new_prefix_spread_blocks": cfg.new_prefix_spread_blocks,
         "exclude_s": model.failover.exclude_s,
     }
     return RequestRouterConfig(request_router_class=KVAwareRequestRouter, request_router_kwargs=kwargs, **common)

@@ -89,6 +89,10 @@ class ServedModel:
         """A call to the replica failed: the routers of this process skip it from now on."""
         process_exclusions().exclude(self.exclusion_key, replica_id, self.config.failover.exclude_s)
 
+    def left_behind(self, request_id: str) -> str | None:
+        """The replica an engine request waits on when that replica was excluded meanwhile."""
+        return process_exclusions().left_behind(self.exclusion_key, request_id)
+
 
 @dataclass(slots=True)
 class _Reply:
@@ -344,7 +348,7 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
 
         def start(request: GenerationRequest) -> AsyncIterator[OutputChunk]:
             return resumable_generation(request, attempt, served.config.failover, served.exclude_replica,
-                                        failover, served.tokenizer.decode)
+                                        failover, served.tokenizer.decode, left_behind=served.left_behind)
 
         return start
 

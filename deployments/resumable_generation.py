@@ -28,6 +28,10 @@ logger = logging.getLogger("warmserve.failover")
 StartAttempt = Callable[[GenerationRequest], AsyncIterator[OutputChunk]]
 Detokenize = Callable[[list[int]], str]
 OnReplicaFailed = Callable[[str], None]
+# The replica an engine request (by id) was sent to, when that replica has been excluded since.
+LeftBehind = Callable[[str], "str | None"]
+# How often a request waiting for its first token checks whether its replica was excluded meanwhile.
+LEFT_BEHIND_POLL_S = 0.25
 
 
 @dataclass(slots=True)
@@ -89,10 +93,13 @@ def _catch_up_text(progress: _Progress, detokenize: Detokenize | None) -> str:
 async def resumable_generation(request: GenerationRequest, start_attempt: StartAttempt, policy: FailoverConfig,
                                on_replica_failed: OnReplicaFailed, events: FailoverEvents,
                                detokenize: Detokenize | None = None,
-                               clock: Callable[[], float] = time.monotonic) -> AsyncIterator[OutputChunk]:
+                               clock: Callable[[], float] = time.monotonic,
+                               left_behind: LeftBehind | None = None) -> AsyncIterator[OutputChunk]:
     """Stream `request`'s chunks, moving to another replica on a replica failure (bounded by `policy`).
 
-    Non-replica errors (a bad request, an engine bug) and the last failure once attempts or the retry
+    An attempt still waiting for its first token also moves when `left_behind` says its replica was
+    excluded meanwhile (another stream there stalled or broke): a wedged engine's queue would hold it for
+    the whole first-token timeout. Non-replica errors (a bad request, an engine bug) and the last failure once attempts or the retry
     window are spent propagate unchanged; the ingress turns them into an error status or event. A request
     therefore ends within `first_token_timeout_s` (or `stall_timeout_s`) plus `retry_window_s`.
     """
@@ -113,12 +120,15 @@ async def resumable_generation(request: GenerationRequest, start_attempt: StartA
                 timeout = policy.stall_timeout_s if attempt_started else policy.first_token_timeout_s
                 if first_failure_at is not None:  # after a failure, no wait outlasts the retry window
                     timeout = max(0.0, min(timeout, first_failure_at + policy.retry_window_s - clock()))
-                try:
-                    async with asyncio.timeout(timeout):
-                        chunk = await anext(stream, None)
-                except TimeoutError:
-                    raise StreamStalledError(f"no output from replica {replica or '?'} for {timeout:.0f} s",
-                                             replica) from None
+                if attempt_started or left_behind is None:
+                    try:
+                        async with asyncio.timeout(timeout):
+                            chunk = await anext(stream, None)
+                    except TimeoutError:
+                        raise StreamStalledError(f"no output from replica {replica or '?'} for {timeout:.0f} s",
+                                                 replica) from None
+                else:
+                    chunk = await _first_chunk(stream, timeout, attempt_request.request_id, left_behind, clock)
                 if chunk is None:  # ended without a finish reason (should not happen): end here too
                     return
                 replica = chunk.replica_id or replica
@@ -164,6 +174,28 @@ async def resumable_generation(request: GenerationRequest, start_attempt: StartA
             close = getattr(stream, "aclose", None)
             if close is not None:
                 await close()
+
+
+async def _first_chunk(stream: AsyncIterator[OutputChunk], timeout: float, request_id: str,
+                       left_behind: LeftBehind, clock: Callable[[], float]) -> OutputChunk | None:
+    """The attempt's first chunk within `timeout`, given up early once its replica is excluded."""
+    deadline = clock() + timeout
+    pending = asyncio.ensure_future(anext(stream, None))
+    try:
+        while True:
+            left = deadline - clock()
+            done, _ = await asyncio.wait({pending}, timeout=max(0.0, min(LEFT_BEHIND_POLL_S, left)))
+            if done:
+                return pending.result()
+            if (replica := left_behind(request_id)) is not None:
+                raise StreamStalledError(f"replica {replica} was excluded while this request waited for its "
+                                         "first token there", replica)
+            if left <= LEFT_BEHIND_POLL_S:
+                raise StreamStalledError(f"no output from replica ? for {timeout:.0f} s", None)
+    finally:
+        if not pending.done():  # stop the attempt's generator (it cancels its replica call)
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
 
 
 def _restore_prompt_usage(chunk: OutputChunk, progress: _Progress) -> None:

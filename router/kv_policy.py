@@ -4,6 +4,8 @@ Pure logic (no Ray): the Serve adapter feeds it candidates with their load, and 
 chosen replica and the numbers behind the choice, so every decision can be logged and counted.
 Blocks routed to a replica are marked there at once (`RoutedBlocks`, expiring unless an engine event
 confirms them) so a burst of requests sharing a new prefix lands together before any event arrives.
+A prompt no replica holds any block of also pays, per replica, `new_prefix_spread_blocks` for each
+live prefix (young or recurring) the replica owns (router.prefix_owners), so new shared prefixes spread evenly.
 """
 
 from __future__ import annotations
@@ -12,16 +14,21 @@ import random
 from dataclasses import dataclass, field
 
 from router.prefix_index import PrefixIndex, ReplicaId
+from router.prefix_owners import PrefixOwners
 from router.routed_blocks import Clock, RoutedBlocks
 
-__all__ = ["Candidate", "Clock", "DEFAULT_UNCACHED_BLOCK_WEIGHT", "Decision", "KVAwarePolicy",
-           "NoReplicaAvailable", "RoutedBlocks"]
+__all__ = ["Candidate", "Clock", "DEFAULT_NEW_PREFIX_SPREAD_BLOCKS", "DEFAULT_UNCACHED_BLOCK_WEIGHT", "Decision",
+           "KVAwarePolicy", "NoReplicaAvailable", "PrefixOwners", "RoutedBlocks"]
 
 # An uncached block costs its prefill now and as much again in capacity taken from later requests (and it
 # evicts cached blocks), so recomputing a prefix elsewhere must save several times its own blocks. Loads
 # are in prefill blocks (router.load_tracker); 5 measured best across the simulator's workloads, 1-2 split
 # shared prefixes needlessly (docs/benchmarks.md, "Router: simulated (issue 4)").
 DEFAULT_UNCACHED_BLOCK_WEIGHT = 5.0
+# What a prompt that no replica holds any block of pays per live prefix a replica already owns
+# (router.prefix_owners): large next to loads, so new shared prefixes spread evenly over the replicas
+# (as Ray's and SGLang's smallest-tree placement does) and load only breaks ties between equal owners.
+DEFAULT_NEW_PREFIX_SPREAD_BLOCKS = 1024.0
 
 
 @dataclass(slots=True)
@@ -52,11 +59,15 @@ class KVAwarePolicy:
 
     def __init__(self, index: PrefixIndex, routed: RoutedBlocks,
                  uncached_block_weight: float = DEFAULT_UNCACHED_BLOCK_WEIGHT,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, owners: PrefixOwners | None = None,
+                 new_prefix_spread_blocks: float = DEFAULT_NEW_PREFIX_SPREAD_BLOCKS) -> None:
+        """`owners` None (or a spread of 0) places new prefixes by load alone."""
         self._index = index
         self._routed = routed
         self._weight = uncached_block_weight
         self._rng = rng or random.Random()
+        self._owners = owners
+        self._spread = new_prefix_spread_blocks if owners is not None else 0.0
 
     def choose(self, prompt_keys: list[int], candidates: list[Candidate]) -> Decision:
         live = [c for c in candidates if c.accepting]
@@ -67,11 +78,15 @@ class KVAwarePolicy:
         self._routed.extend_matches(prompt_keys, matched)
         blocks = len(prompt_keys)
         weight = self._weight
+        placing = blocks > 0 and not any(matched.values())  # a prefix no replica holds: this places it
+        spread, owners = (self._spread, self._owners) if placing else (0.0, None)
         costs: dict[ReplicaId, float] = {}
         best = float("inf")
         ties: list[ReplicaId] = []
         for candidate in live:
             cost = weight * (blocks - matched[candidate.replica]) + candidate.load_blocks
+            if spread and owners is not None:
+                cost += spread * owners.owned(candidate.replica)
             costs[candidate.replica] = cost
             if cost < best:
                 best, ties = cost, [candidate.replica]
@@ -80,4 +95,6 @@ class KVAwarePolicy:
         chosen = ties[0] if len(ties) == 1 else self._rng.choice(sorted(ties))
         # Blocks the engine already confirmed need no mark; the rest bridge until its events arrive.
         self._routed.mark(chosen, prompt_keys, start=indexed[chosen])
+        if self._owners is not None and blocks:
+            self._owners.record(prompt_keys[0], chosen, placed=placing)
         return Decision(replica=chosen, matched_blocks=matched[chosen], prompt_blocks=blocks, costs=costs)

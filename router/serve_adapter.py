@@ -25,11 +25,13 @@ from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, R
 from engines.types import GenerationRequest, KVEventBatch
 from router.kv_event_subscriber import KVEventSubscriber
 from router.kv_policy import (
+    DEFAULT_NEW_PREFIX_SPREAD_BLOCKS,
     DEFAULT_UNCACHED_BLOCK_WEIGHT,
     Candidate,
     Decision,
     KVAwarePolicy,
     NoReplicaAvailable,
+    PrefixOwners,
     RoutedBlocks,
 )
 from router.load_tracker import DEFAULT_BALANCE_BLOCKS, ReplicaLoadTracker
@@ -101,13 +103,16 @@ class KVAwareRequestRouter(RequestRouter):
     def initialize_state(self, *, block_size: int, uncached_block_weight: float = DEFAULT_UNCACHED_BLOCK_WEIGHT,
                          balance_blocks: float = DEFAULT_BALANCE_BLOCKS, routed_blocks_ttl_s: float = 5.0,
                          routed_blocks_capacity: int = 16_384, use_kv_events: bool = True,
+                         new_prefix_spread_blocks: float = DEFAULT_NEW_PREFIX_SPREAD_BLOCKS,
                          seed: int | None = None, exclude_s: float = DEFAULT_EXCLUDE_S, **_: Any) -> None:
         """Called by Serve with `request_router_kwargs` (built by the app builder from `RouterConfig`)."""
         self._block_size = block_size
         self._index = PrefixIndex(block_size)
         self._routed = RoutedBlocks(ttl_s=routed_blocks_ttl_s, capacity_blocks=routed_blocks_capacity)
+        self._owners = PrefixOwners()
         self._policy = KVAwarePolicy(self._index, self._routed, uncached_block_weight=uncached_block_weight,
-                                     rng=random.Random(seed))
+                                     rng=random.Random(seed), owners=self._owners,
+                                     new_prefix_spread_blocks=new_prefix_spread_blocks)
         self._load = ReplicaLoadTracker(block_size, balance_blocks=balance_blocks)
         self._requests: OrderedDict[str, _Routing] = OrderedDict()
         self._use_kv_events = use_kv_events
@@ -170,6 +175,7 @@ class KVAwareRequestRouter(RequestRouter):
         process_exclusions().forget(self._exclusion_key, replica_key)
         self._drop_cache_state(replica_key)
         self._load.forget_replica(replica_key)
+        self._owners.forget_replica(replica_key)
         self._metrics.remove_replica(self._deployment_name, replica_key)
 
     def _ensure_subscriber(self) -> KVEventSubscriber:
@@ -252,6 +258,8 @@ class KVAwareRequestRouter(RequestRouter):
                          {k: round(v, 1) for k, v in decision.costs.items()})
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
+        process_exclusions().placed(self._exclusion_key, pending_request.metadata.internal_request_id,
+                                    replica_id.unique_id)
         routing = self._requests.get(pending_request.metadata.internal_request_id)
         if routing is None:
             return
@@ -268,6 +276,7 @@ class KVAwareRequestRouter(RequestRouter):
                            len(routing.keys) - matched, routing.max_tokens)
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
+        process_exclusions().completed(self._exclusion_key, internal_request_id)
         self._load.finished(internal_request_id)
         self._requests.pop(internal_request_id, None)
 
@@ -303,3 +312,10 @@ class RoundRobinRequestRouter(RequestRouter):
                                                                                GenerationRequest):
             self._metrics.record_decision(self._deployment_name, "round_robin", "routed")
         return [[r] for r in ordered[start:] + ordered[:start]]
+
+    def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
+        process_exclusions().placed(self._exclusion_key, pending_request.metadata.internal_request_id,
+                                    replica_id.unique_id)
+
+    def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
+        process_exclusions().completed(self._exclusion_key, internal_request_id)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from router.sim.metrics import PolicyMetrics, summarize
+from router.sim.capacity_bound import capacity_bound_hit_rate
 from router.sim.oracle import oracle_hit_rate
 from router.sim.policies.registry import DEFAULT_POLICIES, POLICIES
 from router.sim.profiles import EngineProfile, profile_by_name
@@ -34,13 +35,16 @@ class BenchConfig:
 class BenchReport:
     policies: dict[str, PolicyMetrics]
     oracle_hit_rate: float
+    # The tighter of the oracle and Belady's MIN at the cluster's total KV capacity (router.sim.capacity_bound).
+    capacity_bound_hit_rate: float
     requests: int
     dropped: int  # requests larger than one replica's KV cache, left out
     span_s: float  # simulated arrival span
 
     def as_json(self) -> dict[str, object]:
         return {"policies": {name: m.as_json() for name, m in self.policies.items()},
-                "oracle_hit_rate": round(self.oracle_hit_rate, 4)}
+                "oracle_hit_rate": round(self.oracle_hit_rate, 4),
+                "capacity_bound_hit_rate": round(self.capacity_bound_hit_rate, 4)}
 
 
 def bench_profile(config: BenchConfig) -> EngineProfile:
@@ -74,6 +78,7 @@ def run_benchmark(config: BenchConfig) -> BenchReport:
                        event_delay_s=config.event_delay_s)
         results[name] = summarize(run, config.replicas)
     span = requests[-1].arrival_s - requests[0].arrival_s if requests else 0.0
-    return BenchReport(policies=results, oracle_hit_rate=oracle_hit_rate(requests, profile.block_size,
-                                                                        profile.min_step_s),
+    oracle = oracle_hit_rate(requests, profile.block_size, profile.min_step_s)
+    at_capacity = capacity_bound_hit_rate(requests, profile.block_size, config.replicas * profile.kv_capacity_blocks)
+    return BenchReport(policies=results, oracle_hit_rate=oracle, capacity_bound_hit_rate=min(oracle, at_capacity),
                        requests=len(requests), dropped=dropped, span_s=span)

@@ -44,10 +44,11 @@ def _prompt(i: int) -> str:
 
 
 async def _stream(client: httpx.AsyncClient, app: DeployedApp, i: int,
-                  progress: dict[int, tuple[str | None, int]] | None = None) -> dict:
-    """One greedy streaming completion: its text, finish reason, replica and failover metadata; `progress`
-    gets (replica, events received so far) as the stream runs."""
-    body = {"model": app.model, "prompt": _prompt(i), "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
+                  progress: dict[int, tuple[str | None, int]] | None = None, prompt: str | None = None) -> dict:
+    """One greedy streaming completion (of `_prompt(i)` unless `prompt` is given): its text, finish reason,
+    replica and failover metadata; `progress[i]` gets (replica, events received so far) as the stream runs."""
+    body = {"model": app.model, "prompt": prompt or _prompt(i), "max_tokens": MAX_TOKENS, "temperature": 0,
+            "stream": True}
     text, finish, failover = [], None, None
     async with client.stream("POST", f"{app.base_url}/completions", json=body) as response:
         assert response.status_code == 200, await response.aread()
@@ -99,10 +100,22 @@ def _replica_ids(app: DeployedApp, timeout_s: float = 60) -> list[str]:
     raise AssertionError(f"only saw replicas {seen}")
 
 
-def _wait_for_two_healthy_replicas(app: DeployedApp, timeout_s: float = 120) -> None:
+def _wait_for_replacement(app: DeployedApp, victim: str, timeout_s: float = 120) -> None:
+    """Serve stopped the failed replica and runs two healthy ones again. Serve lists a replica with a dead
+    engine as RUNNING until its health check has failed a few times, so the victim's actor must be gone
+    first: a test that starts earlier finds it still in routing."""
+    import ray
     from ray import serve
 
     deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(f"SERVE_REPLICA::failover#llm-tiny-fake#{victim}", namespace="serve")
+        except ValueError:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"replica {victim} was never stopped")
     while time.monotonic() < deadline:
         status = serve.status().applications["failover"]
         replicas = status.deployments["llm-tiny-fake"].replica_states
@@ -141,7 +154,7 @@ def test_engine_death_mid_stream_loses_no_request(failover_app: DeployedApp, fau
     assert moved >= 1
     resumed = [r["failover"] for r in results if r["failover"] and r["failover"]["resumed"]]
     assert resumed and all(victim in f["failed_replicas"] for f in resumed)
-    _wait_for_two_healthy_replicas(failover_app)  # Serve's health check replaced the dead one
+    _wait_for_replacement(failover_app, victim)  # Serve's health check replaced the dead one
 
 
 def test_replica_actor_killed_mid_stream_loses_no_request(failover_app: DeployedApp, fault_dir: Path,
@@ -162,21 +175,57 @@ def test_replica_actor_killed_mid_stream_loses_no_request(failover_app: Deployed
     results = asyncio.run(_burst(failover_app, during=kill_after_some_tokens))
     assert _check_all_identical(results, undisturbed) >= 1
     assert all(killed[0] in r["failover"]["failed_replicas"] for r in results if r["failover"])
-    _wait_for_two_healthy_replicas(failover_app)
+    _wait_for_replacement(failover_app, killed[0])
+
+
+def _long_prompt() -> str:
+    """~400 tokens: a prefix whose cached copy outweighs any load the router can see on its replica."""
+    return "Shared notes: " + " ".join(f"item {k} weighs {k * 37 % 101} grams;" for k in range(18))
 
 
 def test_stalled_replica_is_left_and_its_streams_resume(failover_app: DeployedApp, fault_dir: Path,
                                                         undisturbed: list[str]) -> None:
     for leftover in fault_dir.glob("*.json"):
         leftover.unlink()
-    victim = _replica_ids(failover_app)[0]
+    _replica_ids(failover_app)  # both replicas in the ingress's routing (the previous test's victim replaced)
+    # An undisturbed run of the long prompt gives its expected text and caches it where it ran: the victim.
+    # Its prefix then draws both requests below to the victim (elsewhere ~25 blocks would be recomputed).
+    with httpx.Client(timeout=60) as client:
+        probe = client.post(f"{failover_app.base_url}/completions", json={
+            "model": failover_app.model, "prompt": _long_prompt(), "max_tokens": MAX_TOKENS, "temperature": 0})
+    assert probe.status_code == 200, probe.text
+    victim, expected_long = probe.headers["x-warmserve-replica"], probe.json()["choices"][0]["text"]
     (fault_dir / f"{victim}.json").write_text(json.dumps({"stall_after_tokens": 5, "stall_s": 30}))
+
+    async def run() -> tuple[dict, dict, list[dict]]:
+        progress: dict[int, tuple[str | None, int]] = {}
+        async with httpx.AsyncClient(timeout=60) as client:
+            # The first stream takes the fault: 5 tokens, then its engine stops answering for 30 s.
+            stalled = asyncio.create_task(_stream(client, failover_app, -1, progress, prompt=_long_prompt()))
+            deadline = time.monotonic() + 30
+            while progress.get(-1, (None, 0))[1] < 5:
+                assert time.monotonic() < deadline and not stalled.done(), f"the stream never started: {progress}"
+                await asyncio.sleep(0.01)
+            # Within the second before the silence counts as a stall, a second request (and a burst) arrive;
+            # the second goes to the victim and waits there for a first token that will not come.
+            queued = asyncio.create_task(_stream(client, failover_app, -2, prompt=_long_prompt()))
+            burst = [asyncio.create_task(_stream(client, failover_app, i)) for i in range(CONCURRENCY)]
+            return await stalled, await queued, await asyncio.gather(*burst)
+
     start = time.monotonic()
-    results = asyncio.run(_burst(failover_app))
+    stalled, queued, results = asyncio.run(run())
     elapsed = time.monotonic() - start
-    assert _check_all_identical(results, undisturbed) >= 1
-    # 1 s of silence moves a stream; the stall lasts 30 s (the margin is for a busy machine).
-    assert elapsed < 20, f"streams waited out the stall ({elapsed:.1f} s) instead of moving"
+    _check_all_identical(results, undisturbed)
+    assert stalled["text"] == expected_long and stalled["failover"]["resumed"] == 1
+    assert stalled["failover"]["failed_replicas"] == [victim]
+    assert queued["text"] == expected_long
+    print(f"stall: done in {elapsed:.1f} s; the stalled stream {stalled['failover']}, the queued request "
+          f"{queued['failover'] or 'ran elsewhere: it reached the router after the exclusion'}")
+    assert queued["failover"] is None or queued["failover"] == {"retried": 1, "resumed": 0,
+                                                                "failed_replicas": [victim]}
+    # 1 s of silence moves the stalled stream; the exclusion that follows moves the request queued behind
+    # it. The stall lasts 30 s (the margin is for a busy machine).
+    assert elapsed < 20, f"requests waited out the stall ({elapsed:.1f} s) instead of moving"
 
 
 def test_overload_answers_at_once_with_retry_after(serve_instance: None) -> None:

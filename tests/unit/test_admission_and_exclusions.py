@@ -62,3 +62,25 @@ def test_exclusion_lifts_on_a_healthy_report_made_after_it_or_when_it_expires() 
     registry.exclude("app#llm", "r1", for_s=30)
     now[0] += 31
     assert not registry.is_excluded("app#llm", "r1") and registry.excluded("app#llm") == []
+
+
+def test_a_request_is_left_behind_only_while_its_replica_is_excluded() -> None:
+    now = [100.0]
+    registry = ReplicaExclusions(clock=lambda: now[0], wall_clock=lambda: 1000.0)
+    registry.placed("app#llm", "req-1", "r1")
+    registry.placed("app#llm", "req-2", "r2")
+    assert registry.left_behind("app#llm", "req-1") is None
+    registry.exclude("app#llm", "r1", for_s=30)
+    assert registry.left_behind("app#llm", "req-1") == "r1"
+    assert registry.left_behind("app#llm", "req-2") is None  # on a healthy replica
+    assert registry.left_behind("other#llm", "req-1") is None  # another deployment's request ids
+    registry.completed("app#llm", "req-1")
+    assert registry.left_behind("app#llm", "req-1") is None
+    now[0] += 1
+    registry.placed("app#llm", "req-3", "r1")  # sent to r1 while excluded (every replica was): it stays
+    assert registry.left_behind("app#llm", "req-3") is None
+    now[0] += 1
+    registry.exclude("app#llm", "r1", for_s=30)  # r1 failed again: now it is left behind
+    assert registry.left_behind("app#llm", "req-3") == "r1"
+    now[0] += 31  # the exclusion ran out
+    assert registry.left_behind("app#llm", "req-3") is None

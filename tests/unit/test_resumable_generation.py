@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -55,7 +56,7 @@ class ScriptedReplicas:
                               replica_id=replica if step == 0 else None)
 
 
-def _run(script: list[tuple], max_tokens: int = 12, policy: FailoverConfig = POLICY):
+def _run(script: list[tuple], max_tokens: int = 12, policy: FailoverConfig = POLICY, left_behind=None):
     replicas = ScriptedReplicas(script)
     events = FailoverEvents()
     excluded: list[str] = []
@@ -63,7 +64,7 @@ def _run(script: list[tuple], max_tokens: int = 12, policy: FailoverConfig = POL
 
     async def collect() -> list[OutputChunk]:
         return [c async for c in resumable_generation(request, replicas.start, policy, excluded.append, events,
-                                                      _detok)]
+                                                      _detok, left_behind=left_behind)]
 
     return asyncio.run(collect()), replicas, events, excluded
 
@@ -112,6 +113,33 @@ def test_a_stalled_stream_is_cancelled_and_resumed() -> None:
     chunks, _, events, excluded = _run([("stall_after", 4), ("ok",)])
     assert _tokens(chunks) == UNDISTURBED
     assert events.resumed == 1 and excluded == ["replica-0"]
+
+
+def test_a_request_queued_on_a_replica_excluded_meanwhile_moves_before_its_first_token() -> None:
+    # The first attempt's replica never answers (a wedged engine's queue); another stream there stalls and
+    # the replica is excluded 0.3 s in. The request moves then, not after the 30 s first-token timeout.
+    policy = POLICY.model_copy(update={"first_token_timeout_s": 30.0})
+    started = time.monotonic()
+    asked: list[str] = []
+
+    def left_behind(request_id: str) -> str | None:
+        asked.append(request_id)
+        return "replica-0" if request_id == "req" and time.monotonic() - started > 0.3 else None
+
+    chunks, replicas, events, excluded = _run([("stall_after", 0), ("ok",)], policy=policy,
+                                              left_behind=left_behind)
+    assert time.monotonic() - started < 5
+    assert _tokens(chunks) == UNDISTURBED
+    assert events.retried == 1 and events.resumed == 0 and excluded == ["replica-0"]
+    assert [r.request_id for r in replicas.requests] == ["req", "req-a1"] and set(asked) == {"req"}
+
+
+def test_a_request_whose_replica_stays_included_waits_for_the_first_token_timeout() -> None:
+    policy = POLICY.model_copy(update={"first_token_timeout_s": 0.6})
+    started = time.monotonic()
+    chunks, _, events, excluded = _run([("stall_after", 0), ("ok",)], policy=policy, left_behind=lambda _: None)
+    assert 0.6 <= time.monotonic() - started < 5
+    assert _tokens(chunks) == UNDISTURBED and events.retried == 1 and excluded == []
 
 
 def test_attempts_are_bounded() -> None:

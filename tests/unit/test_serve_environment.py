@@ -39,3 +39,8 @@ def test_unknown_data_plane_is_rejected_with_its_field(raw: dict[str, object]) -
 def test_control_loop_interval_is_bounded() -> None:
     with pytest.raises(ValidationError, match="serve_control_loop_interval_s"):
         RayConfig(serve_control_loop_interval_s=0)
+
+
+def test_worker_niceness_reaches_the_raylet_only_when_set() -> None:
+    assert "RAY_worker_niceness" not in serve_environment(RayConfig(), HttpConfig())
+    assert serve_environment(RayConfig(worker_niceness=0), HttpConfig())["RAY_worker_niceness"] == "0"

@@ -11,7 +11,8 @@ does per request: build the candidates with their loads, choose, and record the 
 from __future__ import annotations
 
 from engines.types import KVEventBatch
-from router.kv_policy import DEFAULT_UNCACHED_BLOCK_WEIGHT, Candidate, KVAwarePolicy, RoutedBlocks
+from router.kv_policy import (DEFAULT_NEW_PREFIX_SPREAD_BLOCKS, DEFAULT_UNCACHED_BLOCK_WEIGHT, Candidate, KVAwarePolicy,
+                              PrefixOwners, RoutedBlocks)
 from router.load_tracker import DEFAULT_BALANCE_MEMORY, DEFAULT_REQUEST_BLOCKS, ReplicaLoadTracker
 from router.prefix_index import PrefixIndex
 from router.sim.policy_api import SimContext, SimPolicy
@@ -38,7 +39,8 @@ class KVAwareSim(SimPolicy):
     def __init__(self, context: SimContext, uncached_block_weight: float = DEFAULT_UNCACHED_BLOCK_WEIGHT,
                  request_blocks: float = DEFAULT_REQUEST_BLOCKS, balance_blocks: float | None = None,
                  balance_memory: float = DEFAULT_BALANCE_MEMORY, routed_ttl_s: float = ROUTED_TTL_S,
-                 drain_with_events: bool = True) -> None:
+                 drain_with_events: bool = True,
+                 new_prefix_spread_blocks: float = DEFAULT_NEW_PREFIX_SPREAD_BLOCKS) -> None:
         self._drain = drain_with_events  # False: as an adapter that never calls observe_kv_events
         block_size = context.profile.block_size
         self._ids = context.replica_ids
@@ -51,8 +53,10 @@ class KVAwareSim(SimPolicy):
             balance_blocks = balance_blocks_for(context.profile)
         self.tracker = ReplicaLoadTracker(block_size, request_blocks=request_blocks,
                                           balance_blocks=balance_blocks, balance_memory=balance_memory)
+        self.owners = PrefixOwners()
         self.policy = KVAwarePolicy(self.index, self.routed, uncached_block_weight=uncached_block_weight,
-                                    rng=context.rng)
+                                    rng=context.rng, owners=self.owners,
+                                    new_prefix_spread_blocks=new_prefix_spread_blocks)
 
     def prepare(self, request: SimRequest) -> object:
         return request.prompt_keys(self._block_size)

@@ -25,11 +25,14 @@ BASELINES = [name for name in POLICIES if name != "kv_aware"]
 DEFAULT_POLICIES = list(POLICIES)
 # Ablations of warmserve's policy, by name only (not in the default list): the weight the app config used
 # before the simulator (2) and the policy's old default (1); an adapter that never feeds KV events to the
-# load tracker (pending prefill then counts until a request finishes).
+# load tracker (pending prefill then counts until a request finishes); the new-prefix spread off or smaller.
 ABLATIONS: dict[str, PolicyFactory] = {
     "kv_aware_w1": functools.partial(KVAwareSim, uncached_block_weight=1.0),
     "kv_aware_w2": functools.partial(KVAwareSim, uncached_block_weight=2.0),
     "kv_aware_no_drain": functools.partial(KVAwareSim, drain_with_events=False),
+    # New prefixes placed by load alone (before router.prefix_owners), and with a smaller spread weight.
+    "kv_aware_no_spread": functools.partial(KVAwareSim, new_prefix_spread_blocks=0.0),
+    "kv_aware_spread64": functools.partial(KVAwareSim, new_prefix_spread_blocks=64.0),
 }
 POLICIES.update(ABLATIONS)
 
