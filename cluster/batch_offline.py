@@ -73,7 +73,6 @@ class EngineWorker:
         else:
             from engines.vllm_engine import VLLMEngine
 
-            _renice_self(self._model.engine.process_niceness)
             engine = VLLMEngine(self._model_path, self._model.engine, self._model.placement, kv_events_port=None)
         await engine.start()
         self._engine = engine
@@ -118,21 +117,6 @@ class EngineWorker:
             if chunk.num_cached_prompt_tokens is not None:
                 cached = chunk.num_cached_prompt_tokens
         return text, finish, tokens, cached
-
-
-def _renice_self(niceness: int | None) -> None:
-    """Give this actor the engine's priority. Ray starts workers at nice 15; unlike a Serve replica, which
-    also serves the ingress's calls, this actor is nothing but the engine's front end (vLLM's output
-    processing and detokenization run here), and at nice 15 it lost the CPU to anything else on the
-    machine (the engine-core process gets `process_niceness` from `VLLMEngine` itself)."""
-    if niceness is None:
-        return
-    import psutil
-
-    try:
-        psutil.Process().nice(niceness)
-    except psutil.AccessDenied:  # lowering niceness needs CAP_SYS_NICE; keep Ray's then
-        pass
 
 
 def _result_dict(result: EngineResult) -> dict[str, Any]:

@@ -177,6 +177,12 @@ class EngineConfig(StrictModel):
     # nice 15; raising just the engine above the request path gave +9% tokens/s on 2 cores
     # (docs/benchmarks.md). Lowering niceness needs CAP_SYS_NICE; without it the engine keeps Ray's.
     process_niceness: int | None = Field(default=0, ge=-20, le=19)
+    # Scheduling priority of every thread of the process that hosts the engine's front end (the LLM
+    # replica actor or batch actor: vLLM's AsyncLLM output processing and detokenization). Ray starts it at
+    # nice 15, so on 2 cores it lost the CPU to the engine core it feeds; at 0, as raw vLLM runs its API
+    # server, warmserve's tokens/s went from 0.87-0.93x of raw vLLM to 1.00-1.09x (docs/benchmarks.md,
+    # "The engine's front end at the engine's priority"). None keeps Ray's.
+    frontend_niceness: int | None = Field(default=0, ge=-20, le=19)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     # Fake engine only: simulated seconds per decoded token (0 = as fast as possible).
     fake_token_latency_s: float = Field(default=0.0, ge=0, le=10)

@@ -17,6 +17,7 @@ from typing import Any
 from configs.schema import EngineConfig, PlacementConfig
 from engines.placement import executor_backend
 from engines.platform import resolve_dtype
+from engines.process_priority import set_child_niceness, set_own_niceness
 from engines.protocol import EngineDeadError
 from engines.types import EngineStats, GenerationRequest, OutputChunk
 
@@ -68,17 +69,6 @@ def apply_cpu_environment(engine: EngineConfig) -> None:
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(engine.kv_cache_space_gb)))
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = engine.cpu_threads_bind
     os.environ["OMP_NUM_THREADS"] = str(engine.omp_num_threads)
-
-
-def set_child_niceness(niceness: int) -> None:
-    """Give the engine-core and worker processes vLLM spawned (children of this process) `niceness`."""
-    import psutil
-
-    for child in psutil.Process().children(recursive=True):
-        try:
-            child.nice(niceness)
-        except (psutil.AccessDenied, psutil.NoSuchProcess) as error:
-            logger.warning("cannot set niceness %d on engine process %s: %s", niceness, child.pid, error)
 
 
 class VLLMEngine:
@@ -148,6 +138,9 @@ class VLLMEngine:
         )
         if self._config.process_niceness is not None:
             set_child_niceness(self._config.process_niceness)
+        # After AsyncLLM exists, so the threads it started (output handling, ZMQ) are reniced too.
+        if self._config.frontend_niceness is not None:
+            set_own_niceness(self._config.frontend_niceness)
 
     def _sampling_params(self, request: GenerationRequest) -> Any:
         from vllm.sampling_params import RequestOutputKind, SamplingParams

@@ -6,6 +6,7 @@ not overlap the session's shared test cluster.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -88,3 +89,12 @@ def _check_priorities(up_stdout: str) -> None:
     assert set(titles["dashboard.py"]) == {15} and set(titles["ray::DashboardAgent"]) == {15}, titles
     assert set(titles["raylet"]) == {0} and set(titles["gcs_server"]) == {0}, titles
     assert set(titles["VLLM::EngineCore"]) == {0}, titles  # engine.process_niceness, not Ray's 15
+    # engine.frontend_niceness: every thread of the LLM replica (vLLM's front end) at 0, the ingress at 15.
+    replicas = [p for p in psutil.process_iter(["cmdline"])
+                if program_of(p.info["cmdline"] or ()).startswith("ray::ServeReplica:")]
+    llm = [p for p in replicas if "llm-" in program_of(p.info["cmdline"] or ())]
+    ingress = [p for p in replicas if "llm-" not in program_of(p.info["cmdline"] or ())]
+    assert llm and ingress, titles
+    llm_thread_nice = {os.getpriority(os.PRIO_PROCESS, t.id) for p in llm for t in p.threads()}
+    assert llm_thread_nice == {0}, llm_thread_nice
+    assert {p.nice() for p in ingress} == {15}, titles

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,7 @@ def test_engine_children_get_the_configured_niceness() -> None:
 
     import psutil
 
-    from engines.vllm_engine import set_child_niceness
+    from engines.process_priority import set_child_niceness
 
     child = subprocess.Popen(["sleep", "30"])
     try:
@@ -95,3 +96,29 @@ def test_engine_children_get_the_configured_niceness() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_own_niceness_reaches_threads_started_before_it() -> None:
+    """Every existing thread is reniced, not only the main one (Linux niceness is per thread); raising
+    niceness needs no privilege, so this runs in a child process to leave the test runner's priority."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, threading, time\n"
+        "from engines.process_priority import set_own_niceness\n"
+        "seen = {}\n"
+        "started = threading.Event(); renice_done = threading.Event()\n"
+        "def worker():\n"
+        "    started.set(); renice_done.wait(); seen['thread'] = os.getpriority(os.PRIO_PROCESS, 0)\n"
+        "t = threading.Thread(target=worker); t.start(); started.wait()\n"
+        "set_own_niceness(os.getpriority(os.PRIO_PROCESS, 0) + 3)\n"
+        "renice_done.set(); t.join()\n"
+        "print(os.getpriority(os.PRIO_PROCESS, 0), seen['thread'])\n"
+    )
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          cwd=str(Path(__file__).resolve().parents[2]))
+    main_nice, thread_nice = (int(v) for v in done.stdout.split())
+    expected = min(base + 3, 19)
+    assert (main_nice, thread_nice) == (expected, expected), done.stdout
