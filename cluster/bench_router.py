@@ -5,8 +5,9 @@
     warmserve bench router --micro [--replicas N] [--micro-blocks N] [--json]
 
 With --json, stdout is exactly one JSON object: {"policies": {NAME: {"hit_rate", "ttft_p50_ms", "ttft_p90_ms",
-"max_mean_load", "decision_us_p50"}}, "oracle_hit_rate": X, "capacity_bound_hit_rate": Y} (Y: the hit-rate
-bound at the cluster's KV capacity, router/sim/capacity_bound.py; or {"micro": {...}}). Bad flags, an unknown
+"max_mean_load", "decision_us_p50"}}, "oracle_hit_rate": X, "capacity_bound_hit_rate": Y, "shared_lru_hit_rate": Z}
+(Y: the hit-rate bound at the cluster's KV capacity, router/sim/capacity_bound.py; Z: one LRU cache of that
+size, router/sim/shared_lru.py; or {"micro": {...}}). Bad flags, an unknown
 policy / workload / profile, or a malformed trace line: a message naming the problem on stderr, exit code 2.
 """
 
@@ -86,7 +87,8 @@ def _table(config: BenchConfig, report: BenchReport) -> str:
              f"{report.requests} requests over {report.span_s:.1f} s simulated"
              + (f" ({report.dropped} larger than a replica's KV cache left out)" if report.dropped else ""),
              f"oracle hit rate (one infinite cache): {report.oracle_hit_rate:.3f}; bound at the cluster's KV "
-             f"capacity (Belady's MIN over {config.replicas} replicas' blocks): {report.capacity_bound_hit_rate:.3f}",
+             f"capacity (Belady's MIN over {config.replicas} replicas' blocks): {report.capacity_bound_hit_rate:.3f}; "
+             f"one LRU cache of that size: {report.shared_lru_hit_rate:.3f}",
              "",
              f"{'policy':12} {'hit rate':>8} {'/oracle':>7} {'/bound':>6} {'TTFT p50 ms':>11} {'TTFT p90 ms':>11} "
              f"{'max/mean':>8} {'decision us':>11}"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from router.sim.metrics import PolicyMetrics, summarize
 from router.sim.capacity_bound import capacity_bound_hit_rate
 from router.sim.oracle import oracle_hit_rate
+from router.sim.shared_lru import shared_lru_hit_rate
 from router.sim.policies.registry import DEFAULT_POLICIES, POLICIES
 from router.sim.profiles import EngineProfile, profile_by_name
 from router.sim.request import SimRequest
@@ -37,6 +38,9 @@ class BenchReport:
     oracle_hit_rate: float
     # The tighter of the oracle and Belady's MIN at the cluster's total KV capacity (router.sim.capacity_bound).
     capacity_bound_hit_rate: float
+    # One LRU cache of the cluster's total KV capacity (router.sim.shared_lru): the engines' eviction
+    # without partitioning. A reference, not a bound.
+    shared_lru_hit_rate: float
     requests: int
     dropped: int  # requests larger than one replica's KV cache, left out
     span_s: float  # simulated arrival span
@@ -44,7 +48,8 @@ class BenchReport:
     def as_json(self) -> dict[str, object]:
         return {"policies": {name: m.as_json() for name, m in self.policies.items()},
                 "oracle_hit_rate": round(self.oracle_hit_rate, 4),
-                "capacity_bound_hit_rate": round(self.capacity_bound_hit_rate, 4)}
+                "capacity_bound_hit_rate": round(self.capacity_bound_hit_rate, 4),
+                "shared_lru_hit_rate": round(self.shared_lru_hit_rate, 4)}
 
 
 def bench_profile(config: BenchConfig) -> EngineProfile:
@@ -79,6 +84,8 @@ def run_benchmark(config: BenchConfig) -> BenchReport:
         results[name] = summarize(run, config.replicas)
     span = requests[-1].arrival_s - requests[0].arrival_s if requests else 0.0
     oracle = oracle_hit_rate(requests, profile.block_size, profile.min_step_s)
-    at_capacity = capacity_bound_hit_rate(requests, profile.block_size, config.replicas * profile.kv_capacity_blocks)
+    cluster_blocks = config.replicas * profile.kv_capacity_blocks
+    at_capacity = capacity_bound_hit_rate(requests, profile.block_size, cluster_blocks)
     return BenchReport(policies=results, oracle_hit_rate=oracle, capacity_bound_hit_rate=min(oracle, at_capacity),
+                       shared_lru_hit_rate=shared_lru_hit_rate(requests, profile.block_size, cluster_blocks),
                        requests=len(requests), dropped=dropped, span_s=span)

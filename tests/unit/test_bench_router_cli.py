@@ -26,8 +26,9 @@ def test_json_is_one_object_with_every_policy_and_the_oracle(tmp_path: Path, cap
                      "--policies", "kv_aware,pow2,sglang,dynamo,llm_d,ray_prefix,round_robin", "--json"])
     assert code == 0
     report = json.loads(capsys.readouterr().out)  # exactly one JSON document on stdout
-    assert set(report) == {"policies", "oracle_hit_rate", "capacity_bound_hit_rate"}
+    assert set(report) == {"policies", "oracle_hit_rate", "capacity_bound_hit_rate", "shared_lru_hit_rate"}
     assert 0 <= report["capacity_bound_hit_rate"] <= report["oracle_hit_rate"] <= 1
+    assert 0 <= report["shared_lru_hit_rate"] <= report["oracle_hit_rate"]
     assert list(report["policies"]) == ["kv_aware", "pow2", "sglang", "dynamo", "llm_d", "ray_prefix", "round_robin"]
     for metrics in report["policies"].values():
         assert set(metrics) == KEYS and 0 <= metrics["hit_rate"] <= 1 and metrics["max_mean_load"] >= 1
