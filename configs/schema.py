@@ -179,9 +179,9 @@ class EngineConfig(StrictModel):
     process_niceness: int | None = Field(default=0, ge=-20, le=19)
     # Scheduling priority of every thread of the process that hosts the engine's front end (the LLM
     # replica actor or batch actor: vLLM's AsyncLLM output processing and detokenization). Ray starts it at
-    # nice 15, so on 2 cores it lost the CPU to the engine core it feeds; at 0, as raw vLLM runs its API
-    # server, warmserve's tokens/s went from 0.87-0.93x of raw vLLM to 1.00-1.09x (docs/benchmarks.md,
-    # "The engine's front end at the engine's priority"). None keeps Ray's.
+    # nice 15, below the engine core it feeds; 0 is the layout raw vLLM runs (its API server at the engine's
+    # priority). Its effect on tokens/s is within this 2-core host's noise over seven A/B invocations
+    # (docs/benchmarks.md, "The engine's front end at the engine's priority"). None keeps Ray's.
     frontend_niceness: int | None = Field(default=0, ge=-20, le=19)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     # Fake engine only: simulated seconds per decoded token (0 = as fast as possible).
