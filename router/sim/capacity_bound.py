@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 
-from router.sim.request import SimRequest
+from router.sim.request import SimRequest, prompt_token_share
 
 _NEVER = float("inf")
 
@@ -60,7 +60,4 @@ def capacity_bound_cached_tokens(requests: list[SimRequest], block_size: int, ca
 
 
 def capacity_bound_hit_rate(requests: list[SimRequest], block_size: int, capacity_blocks: int) -> float:
-    prompt_tokens = sum(r.prompt_len for r in requests)
-    if not prompt_tokens:
-        return 0.0
-    return capacity_bound_cached_tokens(requests, block_size, capacity_blocks) / prompt_tokens
+    return prompt_token_share(requests, capacity_bound_cached_tokens(requests, block_size, capacity_blocks))

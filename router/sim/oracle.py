@@ -10,7 +10,7 @@ timing-free (output blocks count from arrival), used to size the offered load.
 
 from __future__ import annotations
 
-from router.sim.request import SimRequest
+from router.sim.request import SimRequest, prompt_token_share
 
 
 def oracle_cached_tokens(requests: list[SimRequest], block_size: int,
@@ -40,7 +40,4 @@ def oracle_cached_tokens(requests: list[SimRequest], block_size: int,
 
 
 def oracle_hit_rate(requests: list[SimRequest], block_size: int, min_step_s: float | None) -> float:
-    prompt_tokens = sum(r.prompt_len for r in requests)
-    if not prompt_tokens:
-        return 0.0
-    return sum(oracle_cached_tokens(requests, block_size, min_step_s)) / prompt_tokens
+    return prompt_token_share(requests, sum(oracle_cached_tokens(requests, block_size, min_step_s)))

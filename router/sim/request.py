@@ -44,3 +44,9 @@ class SimRequest:
 
     def prompt_keys(self, block_size: int) -> list[int]:
         return self.keys[: self.prompt_len // block_size]
+
+
+def prompt_token_share(requests: Sequence[SimRequest], tokens: int) -> float:
+    """`tokens` as a share of all prompt tokens of `requests` (a hit rate); 0 when there are none."""
+    prompt_tokens = sum(r.prompt_len for r in requests)
+    return tokens / prompt_tokens if prompt_tokens else 0.0

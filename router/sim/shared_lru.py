@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from router.sim.request import SimRequest
+from router.sim.request import SimRequest, prompt_token_share
 
 
 def shared_lru_cached_tokens(requests: list[SimRequest], block_size: int, capacity_blocks: int) -> int:
@@ -37,7 +37,4 @@ def shared_lru_cached_tokens(requests: list[SimRequest], block_size: int, capaci
 
 
 def shared_lru_hit_rate(requests: list[SimRequest], block_size: int, capacity_blocks: int) -> float:
-    prompt_tokens = sum(r.prompt_len for r in requests)
-    if not prompt_tokens:
-        return 0.0
-    return shared_lru_cached_tokens(requests, block_size, capacity_blocks) / prompt_tokens
+    return prompt_token_share(requests, shared_lru_cached_tokens(requests, block_size, capacity_blocks))
