@@ -105,7 +105,7 @@ def test_own_niceness_reaches_threads_started_before_it() -> None:
     import sys
 
     script = (
-        "import os, threading, time\n"
+        "import os, threading\n"
         "from engines.process_priority import set_own_niceness\n"
         "seen = {}\n"
         "started = threading.Event(); renice_done = threading.Event()\n"
