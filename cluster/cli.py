@@ -63,7 +63,7 @@ def _connect(address: str, namespace: str, joined: bool) -> dict[str, str]:
 
 
 def _warn_if_open_to_the_network(config: ClusterConfig) -> None:
-    from configs.schema import is_loopback
+    from configs.ray_schema import is_loopback
 
     if not is_loopback(config.http.host) and not config.security.api_keys:
         print(f"[warmserve] WARNING: http.host={config.http.host} accepts connections from the network and "
@@ -72,12 +72,18 @@ def _warn_if_open_to_the_network(config: ClusterConfig) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from cluster.cpu_affinity import serving_cpus_problem
     from cluster.ray_control import ClusterState, local_head_is_running, start_local_head
     from cluster.serve_control import deploy, prepare_models, wait_until_answering
     from cluster.serve_environment import serve_environment
 
     config = _load_or_exit(args.config)
     _warn_if_open_to_the_network(config)
+    if config.ray.serving_cpus is not None and (args.address or config.ray.address) is None:
+        problem = serving_cpus_problem(config)
+        if problem is not None:
+            print(f"[warmserve] {problem}", file=sys.stderr, flush=True)
+            return 2
     # Serve reads these switches in every process that touches it, this driver included (it creates the
     # deployment handles the ingress uses), when `ray.serve` is first imported: so before anything that
     # imports it, preparing the vision models included.

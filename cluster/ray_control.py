@@ -14,6 +14,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cluster.cpu_affinity import serving_affinity
 from configs.schema import RayConfig
 
 STATE_FILE = Path.home() / ".cache" / "warmserve" / "cluster-state.json"
@@ -69,8 +70,11 @@ def start_local_head(ray: RayConfig, serve_env: dict[str, str]) -> str:
         f"--dashboard-port={ray.dashboard_port}",
         "--disable-usage-stats",
     ]
-    print(f"[warmserve] starting Ray head: {' '.join(command[1:])}", flush=True)
-    subprocess.run(command, check=True, env={**os.environ, **serve_env})
+    # `warmserve up` has checked the machine has these cores (cluster.cpu_affinity.serving_cpus_problem).
+    pin = serving_affinity(ray.serving_cpus) if ray.serving_cpus is not None else None
+    where = f" on cores {ray.serving_cpus}" if pin is not None else ""
+    print(f"[warmserve] starting Ray head{where}: {' '.join(command[1:])}", flush=True)
+    subprocess.run(command, check=True, env={**os.environ, **serve_env}, preexec_fn=pin)
     return "auto"
 
 

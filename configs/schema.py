@@ -7,12 +7,13 @@ typo or an absurd value fails at load time with the field path, not at the first
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from configs.base import StrictModel
+from configs.cpu_sets import check_engines_off_serving_cpus, engine_bind_cpus, parse_cpu_list
+from configs.ray_schema import RayConfig
 from configs.model_versions import MODEL_NAME_PATTERN, check_versions, check_weight_on_version
 from configs.vision_schema import VisionModelConfig
 from configs.reliability_schema import (
@@ -24,62 +25,6 @@ from configs.reliability_schema import (
 )
 from configs.observability_schema import ObservabilityConfig
 from configs.security_schema import SecurityConfig
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (an IP address or "localhost") is reachable only from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # another hostname: it may resolve to anything
-        return False
-
-
-class RayConfig(StrictModel):
-    """How `warmserve up` reaches Ray: start a local head (address None) or join an existing cluster."""
-
-    address: str | None = Field(default=None, description="Ray address to join; None starts a local head")
-    # More logical CPUs than cores: on a 2-core machine Serve could not otherwise place the ingress and
-    # the proxy beside the engine replicas (DESIGN.md, "Ray on 2 cores").
-    num_cpus: int = Field(default=8, ge=1, le=4096)
-    # The dashboard serves Ray's job API, which runs any code it is sent: remote code execution for
-    # whoever reaches it (Ray's token auth, which `warmserve up` turns on, is its only other guard).
-    # Loopback unless `allow_public_bind`.
-    dashboard_host: str = Field(default="127.0.0.1", min_length=1)
-    dashboard_port: int = Field(default=8265, ge=1024, le=65535)
-    # Opt in to binding the dashboard and its job API beyond loopback: only on a network where every host
-    # that can reach it is trusted (docs/operations.md, "Security model").
-    allow_public_bind: bool = False
-    namespace: str = Field(default="warmserve", min_length=1, max_length=64)
-    # Ray Serve's throughput-optimized mode: user code and routers on the replica's own event loop (no
-    # cross-thread hop per message), handle calls over gRPC, GC frozen after start. It halved the CPU the
-    # ingress and the LLM replica spend per token on 2 cores (docs/benchmarks.md).
-    serve_throughput_optimized: bool = True
-    # How often Serve's controller runs its control loop. Ray's 0.1 s cost 3.5% of a core while idle here
-    # (0.5 s: half that), CPU the engine loses on a small machine. The loop reconciles deployment state
-    # (replica starts, scaling); routers drop a failed replica on the failed call, not on this loop.
-    serve_control_loop_interval_s: float = Field(default=0.5, gt=0, le=10)
-    # How often replicas and handles push autoscaling metrics to the controller (only for autoscaled
-    # models). Ray's 10 s would add that much to every scaling reaction.
-    serve_autoscaling_metrics_push_s: float = Field(default=2.0, gt=0, le=60)
-    # Niceness `warmserve up` gives Ray's control-plane daemons (dashboard, agents, monitors) on a head it
-    # started; null leaves them at 0. Ray runs its workers, the request path included, at 15, so at 0 its
-    # daemons outrank the request path on a small machine (cluster/background_priority.py).
-    background_niceness: int | None = Field(default=15, ge=0, le=19)
-    # Niceness of Ray's workers (ingress and LLM replicas included) on a head `warmserve up` starts
-    # (Ray's `RAY_worker_niceness`); None keeps Ray's 15. The engines take `engine.process_niceness`.
-    worker_niceness: int | None = Field(default=None, ge=0, le=19)
-
-    @model_validator(mode="after")
-    def _loopback_unless_allowed(self) -> RayConfig:
-        if not is_loopback(self.dashboard_host) and not self.allow_public_bind:
-            raise ValueError(
-                f"ray: dashboard_host={self.dashboard_host!r} is not a loopback address. Ray's job API, served by "
-                "the dashboard, runs any code it is sent, so exposing it beyond this machine invites remote code "
-                "execution. Set ray.allow_public_bind: true only on a trusted network, behind a firewall "
-                "(docs/operations.md, 'Security model')")
-        return self
 
 
 class HttpConfig(StrictModel):
@@ -193,6 +138,15 @@ class EngineConfig(StrictModel):
     # Fake engine only: a directory where tests drop one-shot fault files named `<replica id>.json`
     # (engines/fake_engine.py) to kill or stall that replica's engine mid-stream.
     fake_fault_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _bind_is_a_core_list(self) -> EngineConfig:
+        try:
+            engine_bind_cpus(self.cpu_threads_bind)
+        except ValueError as error:
+            raise ValueError(f"engine.cpu_threads_bind: expected 'auto', 'nobind' or core lists per TP rank "
+                             f"like '0|1': {error}") from None
+        return self
 
     @model_validator(mode="after")
     def _fake_has_no_parallelism(self) -> EngineConfig:
@@ -337,6 +291,13 @@ class LLMModelConfig(StrictModel):
             if self.engine.quantization == "fp8":
                 raise ValueError(f"model {self.name!r}: engine.quantization='fp8' needs placement.device='gpu' "
                                  "(vLLM's FP8 kernels are CUDA kernels)")
+            ranks = engine_bind_cpus(self.engine.cpu_threads_bind)
+            if self.engine.kind == "vllm" and ranks is not None and len(ranks) != self.engine.tensor_parallel_size:
+                raise ValueError(
+                    f"model {self.name!r}: engine.cpu_threads_bind={self.engine.cpu_threads_bind!r} gives "
+                    f"{len(ranks)} core list(s) but tensor_parallel_size={self.engine.tensor_parallel_size}: one "
+                    "list per TP worker, separated by '|'"
+                )
             if self.engine.kind == "vllm" and self.engine.block_size % 32:
                 raise ValueError(
                     f"model {self.name!r}: engine.block_size={self.engine.block_size} must be a multiple of 32 "
@@ -348,6 +309,9 @@ class LLMModelConfig(StrictModel):
                     f"than engine.block_size ({self.engine.block_size})"
                 )
         return self
+
+    def most_replicas(self) -> int:
+        return self.autoscaling.max_replicas if self.autoscaling is not None else self.num_replicas
 
 
 class ClusterConfig(StrictModel):
@@ -380,4 +344,12 @@ class ClusterConfig(StrictModel):
             raise ValueError(f"security.max_body_bytes ({self.security.max_body_bytes}) cannot hold a base64 image "
                              f"of vision max_image_bytes ({largest_image}): raise it to at least "
                              f"{largest_image * 4 // 3 + 1024}")
+        return self
+
+    @model_validator(mode="after")
+    def _engines_off_serving_cpus(self) -> ClusterConfig:
+        if self.ray.serving_cpus is not None:
+            engines = [(m.name, m.engine.cpu_threads_bind, m.most_replicas()) for m in self.models
+                       if m.engine.kind == "vllm" and m.placement.device == "cpu"]
+            check_engines_off_serving_cpus(parse_cpu_list(self.ray.serving_cpus), engines)
         return self

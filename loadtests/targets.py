@@ -140,7 +140,7 @@ def _raw_vllm_target() -> Target:
         if answers(f"http://127.0.0.1:{raw.RAW_PORT}"):
             raise RuntimeError(f"something already serves port {raw.RAW_PORT}; stop it first")
         (REPO_ROOT / "reports").mkdir(exist_ok=True)
-        process.append(raw._start_raw_vllm())
+        process.append(raw._start_raw_vllm(raw.EngineSettings()))
         root = f"http://127.0.0.1:{raw.RAW_PORT}"
         raw._wait_for(f"{root}/v1/models", START_TIMEOUT_S)
         return root

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from cluster.background_priority import program_of
+from cluster.cpu_affinity import machine_cpus
 from configs.loader import PROFILES_DIR
 
 pytestmark = pytest.mark.e2e
@@ -38,6 +39,13 @@ def test_up_answers_then_status_and_down(tmp_path: Path, monkeypatch: pytest.Mon
     config["security"] = {"api_keys": [{"name": "cli-test", "key_env": "WS_CLI_TEST_KEY"}]}
     config["models"][0]["num_replicas"] = 1  # one engine keeps this test to about a minute
     config["models"][0]["engine"]["stream_interval"] = 4  # vLLM groups streamed tokens (checked below)
+    # The split CPU layout (README, "Cores for the engine, cores for the serving path"): the serving path
+    # on the last core, the engine's worker on core 0.
+    serving_core = max(machine_cpus())
+    split = serving_core > 0
+    if split:
+        config["ray"]["serving_cpus"] = str(serving_core)
+        config["models"][0]["engine"]["cpu_threads_bind"] = "0"
     path = tmp_path / "cli.yaml"
     path.write_text(yaml.safe_dump(config))
     try:
@@ -45,6 +53,8 @@ def test_up_answers_then_status_and_down(tmp_path: Path, monkeypatch: pytest.Mon
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         assert f"http://127.0.0.1:{PORT}/v1" in up.stdout and "Paris" in up.stdout
         _check_priorities(up.stdout)
+        if split:
+            _check_cpu_layout(serving_core)
 
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"http://127.0.0.1:{PORT}/v1", api_key="wrong", max_retries=0).models.list()
@@ -77,6 +87,25 @@ def test_up_answers_then_status_and_down(tmp_path: Path, monkeypatch: pytest.Mon
     assert down.returncode == 0 and "[warmserve] down" in down.stdout
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{PORT}/health", timeout=5)
+
+
+def _check_cpu_layout(serving_core: int) -> None:
+    """Ray's daemons, the replicas and the engine core run on the serving core (inherited from `ray start`);
+    the engine's worker computes on core 0 (vLLM binds its OpenMP thread there)."""
+    affinity: dict[str, set[frozenset[int]]] = {}
+    for process in psutil.process_iter(["cmdline"]):
+        program = program_of(process.info["cmdline"] or ()).rsplit("/", 1)[-1].split(" (")[0]
+        try:
+            threads = {frozenset(os.sched_getaffinity(thread.id)) for thread in process.threads()}
+        except (psutil.Error, OSError):
+            continue
+        if program.startswith("ray::"):  # ray::ServeReplica:warmserve:ingress -> ray::ServeReplica
+            program = "ray::" + program.removeprefix("ray::").split(":")[0]
+        affinity.setdefault(program, set()).update(threads)
+    serving = {frozenset({serving_core})}
+    for program in ("raylet", "gcs_server", "ray::ServeReplica", "VLLM::EngineCore"):
+        assert affinity.get(program) == serving, (program, affinity.get(program))
+    assert frozenset({0}) in affinity["VLLM::Worker"], affinity["VLLM::Worker"]
 
 
 def _check_priorities(up_stdout: str) -> None:
