@@ -35,7 +35,8 @@ def _group_of(title: str) -> str | None:
     return None
 
 
-def _title(process: psutil.Process) -> str:
+def command_line(process: psutil.Process) -> str:
+    """The process title or command line, "" for a process that is gone or not ours to read."""
     try:
         return " ".join(process.cmdline()) or process.name()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -57,7 +58,7 @@ class CpuSnapshot:
                 times = process.cpu_times()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-            group = "bench_client" if process.pid == own else _group_of(_title(process))
+            group = "bench_client" if process.pid == own else _group_of(command_line(process))
             if group is not None:
                 seen[process.pid] = (group, times.user + times.system)
         return CpuSnapshot(seen)

@@ -16,18 +16,13 @@ from dataclasses import dataclass
 
 import psutil
 
+from loadtests.process_cpu import command_line
+
 # A process belongs to the local Ray session when its command line has one of these: Ray's daemons
 # (`gcs_server`, `raylet`, the dashboard, agents and monitors live under `.../ray/`), its workers
 # (`ray::ServeReplica:...`, `ray::IDLE`), the engines they start (`VLLM::EngineCore`, `VLLM::Worker`)
 # and Serve's HAProxy.
 RAY_SESSION_MARKERS = ("/ray/", "ray::", "raylet", "gcs_server", "VLLM::", "haproxy")
-
-
-def _command_line(process: psutil.Process) -> str:
-    try:
-        return " ".join(process.cmdline()) or process.name()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return ""
 
 
 def _own_lineage() -> set[int]:
@@ -60,7 +55,7 @@ class ProcessGroup:
         skip = _own_lineage() | set(exclude)
         pids = tuple(process.pid for process in psutil.process_iter()
                      if process.pid not in skip
-                     and any(marker in _command_line(process) for marker in RAY_SESSION_MARKERS))
+                     and any(marker in command_line(process) for marker in RAY_SESSION_MARKERS))
         if not pids:
             raise RuntimeError(f"{name}: no process of a local Ray session found to pause")
         return ProcessGroup(name, pids)
