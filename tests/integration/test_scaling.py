@@ -15,6 +15,8 @@ from tests.conftest import DeployedApp, deploy_profile
 pytestmark = pytest.mark.integration
 # Where the autoscaling test leaves its replicas-vs-load timeline (docs/benchmarks.md plots it).
 TIMELINE_PATH = Path("/tmp/warmserve-autoscaling-timeline.json")
+# Tokens per stream in the drain test: long enough to outlast a slow scale-down plus the grace period.
+STREAM_TOKENS = 400
 
 
 async def _stream(client: httpx.AsyncClient, app: DeployedApp, i: int, max_tokens: int) -> dict:
@@ -54,7 +56,10 @@ def test_scale_down_drains_and_resumes_streams_past_the_grace_period(serve_insta
     overrides = {"num_replicas": 2, "engine": {"fake_token_latency_s": 0.02}, "drain": {"grace_s": 1.0}}
     app = deploy_profile("test-fake", "drain", "/drain", model_overrides=overrides)
     try:
-        undisturbed = asyncio.run(_burst(app, 12, 150))  # ~3 s per stream
+        # 400 tokens is ~8 s per stream (more on a loaded CI host). The scale-down below reaches the replica
+        # 1-3 s into the burst, so its streams are still running when its 1 s grace period ends. With 150
+        # tokens a slow redeploy let every stream finish inside the grace period and nothing was resumed.
+        undisturbed = asyncio.run(_burst(app, 12, STREAM_TOKENS))
 
         async def scale_down_mid_stream() -> None:
             await asyncio.sleep(0.5)
@@ -62,7 +67,7 @@ def test_scale_down_drains_and_resumes_streams_past_the_grace_period(serve_insta
             await asyncio.to_thread(deploy_profile, "test-fake", "drain", "/drain",
                                     model_overrides={**overrides, "num_replicas": 1})
 
-        results = asyncio.run(_burst(app, 12, 150, during=scale_down_mid_stream))
+        results = asyncio.run(_burst(app, 12, STREAM_TOKENS, during=scale_down_mid_stream))
         assert [r["finish"] for r in results] == ["length"] * 12
         assert [r["text"] for r in results] == [r["text"] for r in undisturbed]
         # The stopped replica's streams outlived its 1 s grace period and moved to the survivor.
