@@ -15,8 +15,10 @@ from tests.conftest import DeployedApp, deploy_profile
 pytestmark = pytest.mark.integration
 # Where the autoscaling test leaves its replicas-vs-load timeline (docs/benchmarks.md plots it).
 TIMELINE_PATH = Path("/tmp/warmserve-autoscaling-timeline.json")
-# Tokens per stream in the drain test: long enough to outlast a slow scale-down plus the grace period.
+# Tokens per stream in the drain test, and the fake engine's time per token: together long enough (~12 s)
+# to outlast a slow scale-down plus the grace period. 400 tokens is near the fake model's 512-token context.
 STREAM_TOKENS = 400
+TOKEN_LATENCY_S = 0.03
 
 
 async def _stream(client: httpx.AsyncClient, app: DeployedApp, i: int, max_tokens: int) -> dict:
@@ -53,12 +55,13 @@ def _replica_states(app_name: str) -> dict[str, int]:
 def test_scale_down_drains_and_resumes_streams_past_the_grace_period(serve_instance: None) -> None:
     from ray import serve
 
-    overrides = {"num_replicas": 2, "engine": {"fake_token_latency_s": 0.02}, "drain": {"grace_s": 1.0}}
+    overrides = {"num_replicas": 2, "engine": {"fake_token_latency_s": TOKEN_LATENCY_S}, "drain": {"grace_s": 1.0}}
     app = deploy_profile("test-fake", "drain", "/drain", model_overrides=overrides)
     try:
-        # 400 tokens is ~8 s per stream (more on a loaded CI host). The scale-down below reaches the replica
-        # 1-3 s into the burst, so its streams are still running when its 1 s grace period ends. With 150
-        # tokens a slow redeploy let every stream finish inside the grace period and nothing was resumed.
+        # Each stream runs ~12 s (more on a loaded CI host). The scale-down below reaches the replica 1-3 s
+        # into the burst, so its streams are still running when its 1 s grace period ends. With 3 s streams
+        # a slow redeploy let every stream finish inside the grace period and nothing was resumed; 12 s
+        # leaves 4x headroom over the slowest scale-down seen on CI (~3 s).
         undisturbed = asyncio.run(_burst(app, 12, STREAM_TOKENS))
 
         async def scale_down_mid_stream() -> None:
