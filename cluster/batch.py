@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -169,6 +170,18 @@ class _Run:
         asyncio.run(run_online(shards, settings, on_shard, log=_log))
 
 
+def job_identity(model: LLMModelConfig) -> dict[str, str]:
+    """What a resumed run must share with the first one for their answers to belong in one output: the
+    model, its checkpoint, the engine settings that change what it computes, and the request limits
+    (defaults such as max_tokens); serving settings (replicas, routing, threads) may change freely."""
+    engine = model.engine
+    shaping = {"checkpoint": model.model, "limits": model.limits.model_dump(mode="json"),
+               "engine": {"kind": engine.kind, "dtype": engine.dtype, "max_model_len": engine.max_model_len,
+                          "quantization": engine.quantization, "seed": engine.seed}}
+    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
+    return {"model": model.name, "model_config_sha256": digest[:16]}
+
+
 def _connect_ray(address: str | None, num_cpus: int) -> None:
     import ray
 
@@ -197,15 +210,24 @@ def main(argv: list[str] | None = None) -> int:
         model = _pick_model(config, args.model)
         batch_input = read_input(input_path)
         output.parent.mkdir(parents=True, exist_ok=True)
-        write_errors_file(errors_path, [m.record() for m in batch_input.malformed])
         store = ShardStore(output)
-        store.open(input_path, batch_input.sha256)
+        store.open(input_path, batch_input.sha256, job_identity(model))
+        # Only once the store accepted this input: a refused resume must leave the earlier errors file.
+        write_errors_file(errors_path, [m.record() for m in batch_input.malformed])
     except ConfigError as error:
         print(f"[batch] {error}", file=sys.stderr)
         return 2
     except (InputError, StoreError, OSError) as error:
         print(f"[batch] {error}", file=sys.stderr)
         return 2
+    try:
+        return _run_job(args, config, model, batch_input, store, input_path, output, errors_path, started)
+    finally:
+        store.close()
+
+
+def _run_job(args: argparse.Namespace, config: ClusterConfig, model: LLMModelConfig, batch_input: BatchInput,
+             store: ShardStore, input_path: Path, output: Path, errors_path: Path, started: float) -> int:
     run = _Run(args, config, model, batch_input, store)
     _log(f"input {input_path}: {batch_input.total_lines} lines, {len(batch_input.lines)} requests, "
          f"{len(batch_input.malformed)} malformed (-> {errors_path}); {run.progress.skipped_rows} already "

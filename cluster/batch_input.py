@@ -92,7 +92,12 @@ def read_input(path: Path) -> BatchInput:
 def _jsonl_entries(data: bytes) -> list[tuple[int, object, str]]:
     entries: list[tuple[int, object, str]] = []
     for number, raw_bytes in enumerate(data.splitlines(), start=1):
-        raw = raw_bytes.decode("utf-8", errors="replace")
+        try:
+            raw = raw_bytes.decode("utf-8")
+        except UnicodeDecodeError as error:  # reported, never silently replaced (it would change the prompt)
+            raw = raw_bytes.decode("utf-8", errors="replace")
+            entries.append((number, _NotUTF8(f"byte {error.start}: {error.reason}"), raw))
+            continue
         if not raw.strip():
             continue  # blank lines (a trailing newline, spacing) are not requests
         try:
@@ -100,6 +105,11 @@ def _jsonl_entries(data: bytes) -> list[tuple[int, object, str]]:
         except json.JSONDecodeError as error:
             entries.append((number, _NotJSON(str(error)), raw))
     return entries
+
+
+class _NotUTF8:
+    def __init__(self, message: str) -> None:
+        self.message = message
 
 
 class _NotJSON:
@@ -142,6 +152,8 @@ def _drop_nulls(value: Any) -> Any:
 def check_envelope(line: int, entry: object, raw: str) -> BatchLine | MalformedLine:
     """Check the OpenAI batch envelope of one decoded line (the body's fields are checked later)."""
     excerpt = raw[:RAW_EXCERPT_CHARS]
+    if isinstance(entry, _NotUTF8):
+        return MalformedLine(line, "invalid_utf8", f"line is not valid UTF-8 ({entry.message})", raw=excerpt)
     if isinstance(entry, _NotJSON):
         return MalformedLine(line, "invalid_json", f"line is not valid JSON: {entry.message}", raw=excerpt)
     if not isinstance(entry, dict):

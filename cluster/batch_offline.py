@@ -7,14 +7,18 @@ checkpoint and TP x PP shape as the Serve replicas) and submits every request of
 vLLM's scheduler batches them; `shards_in_flight` shards per actor overlap, so the engine never drains
 between shards. Results stream back to the driver, which commits each shard (`cluster.batch_store`).
 
-Ray Data restarts an actor that dies (a SIGKILLed worker, an engine crash) and retries its shards on
-the new one; a shard is committed only when its result reaches the driver, so nothing is lost or doubled.
+Ray Data restarts an actor that dies (a SIGKILLed worker) and retries its shards on the new one; a shard
+is committed only when its result reaches the driver, so nothing is lost or doubled. An engine that dies
+inside a live actor would fail the shard as an application error, which Ray Data does not retry: so the
+actor ends its engine's processes and exits, and the engine crash becomes an actor death like any other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +26,12 @@ from typing import Any
 
 from cluster.batch_requests import EngineResult, PreparedRequest
 from configs.schema import LLMModelConfig
+from engines.engine_processes import EngineProcesses
 from engines.placement import executor_backend, replica_resources
+
+logger = logging.getLogger("warmserve.batch")
+# The exit status of an engine actor whose engine died: Ray Data sees the actor die and retries its shards.
+ENGINE_DEAD_EXIT_STATUS = 75
 
 
 class OfflineConfigError(ValueError):
@@ -56,6 +65,7 @@ class EngineWorker:
         self._engine: Any = None
         self._starting: asyncio.Task[None] | None = None
         self._ready_at: float | None = None
+        self._processes = EngineProcesses()
 
     async def _ensure_engine(self) -> None:
         if self._starting is None:
@@ -73,7 +83,8 @@ class EngineWorker:
         else:
             from engines.vllm_engine import VLLMEngine
 
-            engine = VLLMEngine(self._model_path, self._model.engine, self._model.placement, kv_events_port=None)
+            engine = VLLMEngine(self._model_path, self._model.engine, self._model.placement, kv_events_endpoint=None)
+            self._processes.start_guard()  # its processes never outlive this actor (engines/engine_guard.py)
         await engine.start()
         self._engine = engine
         self._ready_at = time.time()
@@ -99,7 +110,7 @@ class EngineWorker:
             from engines.protocol import EngineDeadError
 
             if isinstance(failure, EngineDeadError):
-                raise failure  # the actor is useless: fail the task so Ray Data retries on a new actor
+                self._exit_for_a_new_actor(failure)
             return EngineResult(prepared.custom_id, [], [], len(prepared.prompt_token_ids), 0, 0,
                                 error=type(failure).__name__)
         texts = [o[0] for o in outcomes]  # type: ignore[index]
@@ -107,6 +118,13 @@ class EngineWorker:
         completion = sum(o[2] for o in outcomes)  # type: ignore[index]
         cached = outcomes[0][3]  # type: ignore[index]  # a property of the prompt: from the first choice
         return EngineResult(prepared.custom_id, texts, finishes, len(prepared.prompt_token_ids), completion, cached)
+
+    def _exit_for_a_new_actor(self, failure: BaseException) -> None:
+        """The engine is dead, so this actor is useless: end what is left of the engine and exit the
+        process, which Ray Data handles as an actor failure (a new actor, the shards retried there)."""
+        logger.error("engine died (%s); ending this actor so Ray Data retries its shards on a new one", failure)
+        self._processes.end_all()
+        os._exit(ENGINE_DEAD_EXIT_STATUS)
 
     async def _run_choice(self, request: Any) -> tuple[str, str | None, int, int]:
         text, finish, tokens, cached = "", None, 0, 0

@@ -20,6 +20,7 @@ from deployments.completion_stream import Usage
 from deployments.errors import APIError, internal_error, model_not_found
 from deployments.openai_framing import CHAT, COMPLETION
 from deployments.prompt_encoding import chat_prompt_ids, completion_prompt_ids
+from deployments.request_bounds import check_token_bounds
 from deployments.openai_protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -91,6 +92,7 @@ def _prepare(line: BatchLine, model: LLMModelConfig, tokenizer: PromptTokenizer)
         prompt_param = "prompt"
     limits = model.limits
     check_sampling_limits(body, limits.max_n, limits.max_stop_sequences, limits.max_stop_length_chars)
+    check_token_bounds(limits, len(prompt), body.effective_max_tokens(), prompt_param)
     max_tokens = resolve_max_tokens(body.effective_max_tokens(), len(prompt), model.engine.max_model_len,
                                     limits.max_tokens_default, prompt_param)
     framing = CHAT if is_chat else COMPLETION

@@ -16,6 +16,7 @@ full or absent (a stray `.tmp` is deleted on the next run). On resume the commit
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -77,15 +78,27 @@ class ShardStore:
     shard_rows: dict[str, int] = field(default_factory=dict, init=False)
     duplicates_dropped: int = field(default=0, init=False)
     _input_sha256: str = field(default="", init=False)
+    _lock: Any = field(default=None, init=False)  # the open lock file (see `_lock_as_the_only_writer`)
 
     def __post_init__(self) -> None:
         self.directory = shards_dir_for(self.output)
 
-    def open(self, input_path: Path, input_sha256: str) -> None:
-        """Create the store, or resume it if it belongs to the same input; raise `StoreError` otherwise."""
+    def open(self, input_path: Path, input_sha256: str, job: dict[str, str] | None = None) -> None:
+        """Create the store, or resume it if it belongs to the same input and the same `job` (what shapes
+        the answers: the model and its config); raise `StoreError` otherwise, or when another run holds
+        the store."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_as_the_only_writer()
+        try:
+            self._open_locked(input_path, input_sha256, job)
+        except BaseException:
+            self.close()  # a refused store is not held
+            raise
+
+    def _open_locked(self, input_path: Path, input_sha256: str, job: dict[str, str] | None) -> None:
         self._input_sha256 = input_sha256
         job_file = self.directory / "job.json"
+        identity = {"input_sha256": input_sha256, **(job or {})}
         if job_file.exists():
             previous = json.loads(job_file.read_text())
             if previous.get("input_sha256") != input_sha256:
@@ -93,12 +106,43 @@ class ShardStore:
                     f"{self.directory} holds results of another input ({previous.get('input')}, sha256 "
                     f"{str(previous.get('input_sha256'))[:12]}...), not of {input_path} (sha256 "
                     f"{input_sha256[:12]}...): choose another --output, or delete that directory to start over")
+            changed = [key for key, value in identity.items() if key in previous and previous[key] != value]
+            if changed:
+                raise StoreError(
+                    f"{self.directory} holds results of the same input run with another "
+                    f"{' and '.join(changed)} ({', '.join(f'{k} {previous[k]!r}' for k in changed)}): resuming "
+                    "would mix their answers with this run's; choose another --output, or delete that "
+                    "directory to start over")
         else:
-            atomic_write(job_file, json.dumps({"input": str(input_path), "input_sha256": input_sha256}).encode())
-        for stray in self.directory.glob("*.tmp"):  # a commit that was killed before its rename
+            atomic_write(job_file, json.dumps({"input": str(input_path), **identity}).encode())
+        for stray in self.directory.glob("*.tmp"):  # a commit that was killed before its rename (we hold the lock)
             stray.unlink()
         for shard in sorted(self.directory.glob(f"{SHARD_PREFIX}*{SHARD_SUFFIX}")):
             self._load_shard(shard)
+
+    def _lock_as_the_only_writer(self) -> None:
+        """An exclusive lock on the store, held while this process lives: two runs on one output would
+        overwrite each other's temporary files and shard numbers."""
+        handle = open(self.directory / ".lock", "a+")  # noqa: SIM115 (held open for the process's life)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreError(f"another batch run ({holder}) is writing into {self.directory}: wait for it to "
+                             "end, or choose another --output") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._lock = handle
+
+    def close(self) -> None:
+        """Let another run write here (the lock also ends with this process)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def _load_shard(self, shard: Path) -> None:
         rows = 0

@@ -76,6 +76,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from cluster.ray_control import ClusterState, local_head_is_running, start_local_head
     from cluster.serve_control import deploy, prepare_models, wait_until_answering
     from cluster.serve_environment import serve_environment
+    from cluster.session_processes import SESSION_ENV, new_session_id
 
     config = _load_or_exit(args.config)
     _warn_if_open_to_the_network(config)
@@ -93,6 +94,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     address = args.address or config.ray.address
     base_url = f"http://{config.http.host}:{config.http.port}"
     started_head = False
+    session: str | None = None
     if address is not None:
         settings = " ".join(f"{k}={v}" for k, v in serve_env.items())
         print(f"[warmserve] joining {address}: Serve runs with the environment its nodes were started with; "
@@ -102,13 +104,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         if local_head_is_running():
             address = "auto"
             started_head = bool(previous and previous.started_head)
+            session = previous.session if previous and previous.started_head else None
             print("[warmserve] a local Ray head is already running: deploying onto it (its Serve data plane "
                   "and tuning stay as it was started)", flush=True)
         else:
-            address = start_local_head(config.ray, serve_env)
+            session = new_session_id()
+            address = start_local_head(config.ray, {**serve_env, SESSION_ENV: session})
             started_head = True
     # Saved before anything else can fail, so `warmserve down` always finds what we started.
-    ClusterState(address=address, started_head=started_head, http_url=base_url).save()
+    ClusterState(address=address, started_head=started_head, http_url=base_url, session=session).save()
     ray_info = _connect(address, config.ray.namespace, joined=not started_head)
     from cluster.preflight import preflight_before_deploy  # checks only models whose replicas span nodes
 
@@ -153,6 +157,16 @@ def cmd_down(_: argparse.Namespace) -> int:
         print(f"[warmserve] could not reach Serve ({type(error).__name__}: {error}); continuing")
     if state.started_head:
         stop_local_head()
+    if state.session is not None:
+        from cluster.session_processes import end_session_processes
+
+        ended, survivors = end_session_processes(state.session)
+        if ended:
+            print(f"[warmserve] ended {len(ended)} processes of this session that outlived Ray: {', '.join(ended)}")
+        if survivors:
+            print(f"[warmserve] could not end these processes of this session: {', '.join(survivors)}",
+                  file=sys.stderr)
+            return 1
     ClusterState.clear()
     print("[warmserve] down")
     return 0

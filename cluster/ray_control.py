@@ -25,6 +25,9 @@ class ClusterState:
     address: str
     started_head: bool
     http_url: str
+    # The marker every process of a head `up` started carries (cluster.session_processes); None when
+    # `up` joined a cluster it did not start.
+    session: str | None = None
 
     def save(self) -> None:
         STATE_FILE.parent.mkdir(parents=True, exist_ok=True)

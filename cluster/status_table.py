@@ -1,11 +1,12 @@
 """`warmserve status`'s per-replica table, read from the ingress's `/metrics` (the replicas' own reports
-as the router last saw them): load, KV cache use, prefix-cache hit ratio and health."""
+as the router last saw them): load, KV cache use, prefix-cache hit ratio and health; before it, whether
+each router still follows its engines' KV events."""
 
 from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -51,6 +52,37 @@ def format_rows(rows: list[ReplicaRow]) -> list[str]:
     return lines
 
 
+@dataclass(slots=True)
+class SubscriberRow:
+    """One deployment's KV event subscriber, as its router reports it."""
+
+    deployment: str
+    up: float = 0.0
+    troubles: dict[str, float] = field(default_factory=dict)  # kind -> count
+
+
+def subscriber_rows(metrics_text: str) -> list[SubscriberRow]:
+    rows: dict[str, SubscriberRow] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            deployment = sample.labels.get("deployment", "?")
+            if sample.name == "warmserve_kv_event_subscriber_up":
+                rows.setdefault(deployment, SubscriberRow(deployment)).up = sample.value
+            elif sample.name == "warmserve_kv_event_errors_total":
+                row = rows.setdefault(deployment, SubscriberRow(deployment))
+                row.troubles[sample.labels.get("kind", "?")] = sample.value
+    return [rows[key] for key in sorted(rows)]
+
+
+def format_subscriber_rows(rows: list[SubscriberRow]) -> list[str]:
+    lines = []
+    for row in rows:
+        state = "following the engines" if row.up >= 1 else "DOWN (the router's prefix index is frozen)"
+        troubles = ", ".join(f"{count:.0f} {kind}" for kind, count in sorted(row.troubles.items()) if count)
+        lines.append(f"KV events of {row.deployment}: {state}" + (f"; survived: {troubles}" if troubles else ""))
+    return lines
+
+
 def fetch_metrics(root_url: str, api_key: str | None, timeout_s: float = 10.0) -> str:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     request = urllib.request.Request(f"{root_url}/metrics", headers=headers)
@@ -59,14 +91,16 @@ def fetch_metrics(root_url: str, api_key: str | None, timeout_s: float = 10.0) -
 
 
 def replica_table(root_url: str, api_key: str | None) -> list[str]:
-    """The table's lines, or one line saying why there is none."""
+    """The KV event subscribers' state, then the table's lines, or one line saying why there is none."""
     try:
-        rows = replica_rows(fetch_metrics(root_url, api_key))
+        text = fetch_metrics(root_url, api_key)
+        rows = replica_rows(text)
     except urllib.error.HTTPError as error:
         hint = " (security.metrics_require_key: pass --api-key)" if error.code == 401 else ""
         return [f"replicas: {root_url}/metrics answered HTTP {error.code}{hint}"]
     except (urllib.error.URLError, OSError) as error:
         return [f"replicas: {root_url}/metrics unreachable ({error})"]
+    subscribers = format_subscriber_rows(subscriber_rows(text))
     if not rows:
-        return ["replicas: no LLM replica has reported to the router yet"]
-    return format_rows(rows)
+        return [*subscribers, "replicas: no LLM replica has reported to the router yet"]
+    return [*subscribers, *format_rows(rows)]

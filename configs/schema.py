@@ -35,6 +35,9 @@ class HttpConfig(StrictModel):
     # no Ray hop sit between the client and the ingress. "proxy": Serve's classic proxy actor.
     # Applied when `warmserve up` starts the Ray head; a joined cluster keeps the mode its nodes run.
     data_plane: Literal["haproxy", "proxy"] = "haproxy"
+    # Where HAProxy's statistics page and Prometheus exporter listen (HAProxy data plane). Neither has
+    # authentication, so loopback by default; a Prometheus on another node needs a reachable address.
+    haproxy_admin_host: str = Field(default="127.0.0.1", min_length=1)
     # Ceiling on how long the ingress waits for one engine request before answering 504.
     request_timeout_s: float = Field(default=600.0, gt=0, le=86_400)
     # Concurrent requests one ingress replica accepts. Ray Serve's default (5) queued requests in the
@@ -113,6 +116,11 @@ class EngineConfig(StrictModel):
     cpu_threads_bind: str = Field(default="nobind", min_length=1, max_length=256)
     omp_num_threads: int = Field(default=1, ge=1, le=512)
     kv_events: bool = True
+    # Who can follow the engine's KV events, which carry prompt token ids. "node": routers on the
+    # replica's own node, through a private Unix socket (the ingress shares the node in a one-node
+    # cluster). "cluster": also routers on other nodes, through a relay on the node's address encrypted
+    # and authenticated with keys derived from Ray's authentication token (engines/kv_events_relay.py).
+    kv_events_network: Literal["node", "cluster"] = "node"
     # Tokens the engine gathers per streamed chunk after the first (vLLM's `stream_interval`; the first
     # token always goes at once, the rest with the finish). 1 (vLLM's default) streams every token. Each
     # chunk is one gRPC message from the replica to the ingress; over that channel 4 changes tokens/s on

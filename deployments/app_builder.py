@@ -138,6 +138,8 @@ def build_app(config: ClusterConfig, model_paths: dict[str, Path]) -> Applicatio
         [as_deployed(m) for m in config.models], {name: str(path) for name, path in model_paths.items()},
         handles, config.http,
         [vision_as_deployed(m) for m in config.vision_models], vision_handles, vision_labels,
-        # Only digests of the keys travel into the app (deployments/api_keys.py).
-        config.security, [resolve_key(k) for k in config.security.api_keys], config.observability,
+        # Only digests of the keys travel into the app (deployments/api_keys.py): the security section goes
+        # without its key list, which may hold keys in clear.
+        config.security.model_copy(update={"api_keys": []}), [resolve_key(k) for k in config.security.api_keys],
+        config.observability,
     )

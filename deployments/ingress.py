@@ -45,6 +45,7 @@ from deployments.openai_protocol import (
     resolve_max_tokens,
 )
 from deployments.prompt_encoding import chat_prompt_ids, completion_prompt_ids
+from deployments.readiness import ReadinessWatch, Watched
 from deployments.replica_failures import engine_failure_error
 from deployments.request_bounds import check_token_bounds
 from deployments.request_logging import bind_request, configure_logging
@@ -132,6 +133,8 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
             m.name: ServedModel.create(m, model_paths[m.name], handles[m.name], created) for m in models
         }
         self._resolver = ModelResolver(self._models)
+        self._readiness = ReadinessWatch([Watched(name, s.handle.app_name, s.handle.deployment_name)
+                                          for name, s in self._models.items()])
         watch_admission({name: served.admission for name, served in self._models.items()})  # queue depth
         self._timeout_s = http.request_timeout_s
 
@@ -158,13 +161,9 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
 
     @app.get("/ready", response_model=None, responses=docs.READY_RESPONSES)
     async def ready(self) -> Response:
-        """200 once every model has a replica answering `stats`; 503 (with what is missing) otherwise."""
-        missing = []
-        for name, served in self._models.items():
-            try:
-                await asyncio.wait_for(served.handle.stats.remote(), timeout=5)
-            except Exception as error:  # any failure means "not ready", reported, not raised
-                missing.append(f"{name}: {type(error).__name__}")
+        """200 while every model has a running replica (as Serve reports, deployments/readiness.py); 503
+        (with what is missing) otherwise."""
+        missing = await self._readiness.missing()
         if missing:
             return service_unavailable(f"models not ready: {'; '.join(missing)}", retry_after_s=5).response()
         return JSONResponse({"status": "ready", "models": sorted(self._models)})
@@ -337,6 +336,12 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
                     finished = chunk.finish_reason is not None
                     yield chunk
                 finished = True
+            except GeneratorExit:
+                # The caller closed the stream: after the finish chunk that is how every request ends;
+                # before it, the attempt was abandoned (client gone, or failover moved on).
+                if not finished:
+                    span.set_status(Status(StatusCode.ERROR, "abandoned"))
+                raise
             except BaseException as error:
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
                 raise

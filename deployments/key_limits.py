@@ -91,10 +91,11 @@ class KeyLimiter:
         if bucket is None:
             return lambda used: None
         if tokens > bucket.capacity:
-            raise APIError(429, f"request needs up to {tokens} tokens (prompt + n x max_tokens), more than API key "
-                                f"'{self.key.name}' may use in a minute ({self.key.tokens_per_min}); lower "
-                                "max_tokens", type="rate_limit_exceeded", code="request_too_large",
-                           param="max_tokens", retry_after_s=60)
+            # It could never be admitted, however long the client waited: a bad request, not a 429 to retry.
+            raise APIError(400, f"request needs up to {tokens} tokens (prompt + n x max_tokens), more than API key "
+                                f"'{self.key.name}' may use in a minute (its budget, tokens_per_min, is "
+                                f"{self.key.tokens_per_min}); lower max_tokens", type="invalid_request_error",
+                           code="request_too_large", param="max_tokens")
         wait_s = bucket.take(tokens)
         if wait_s:
             raise too_many_requests(f"API key '{self.key.name}' is over its {self.key.tokens_per_min} tokens/min "

@@ -8,9 +8,9 @@ and where its engine publishes KV cache events.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +25,10 @@ from deployments.llm_autoscaling import KV_CACHE_USAGE, TTFT_S
 from deployments.replica_failures import ReplicaEngineDeadError, raise_injected_error
 from deployments.request_logging import bind_request, configure_logging
 from deployments.tracing import configure_tracing
+from engines.engine_processes import EngineProcesses
 from engines.fake_engine import FakeLLMEngine
+from engines.kv_events_endpoint import KVEventsEndpoint
+from engines.kv_events_relay import KVEventsRelay, cluster_secret
 from engines.protocol import EngineDeadError, LLMEngine
 from engines.tokenizer import PromptTokenizer
 from engines.trace_context import context_from_carrier, trace_id_of, tracer
@@ -36,30 +39,31 @@ from router.replica_stats import ReplicaRoutingStats
 logger = logging.getLogger("warmserve.replica")
 
 
-def _free_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("", 0))
-        return probe.getsockname()[1]
-
-
-def _node_address() -> str:
-    """The address other nodes reach this replica's KV event publisher on (loopback outside Ray)."""
+def _node_id() -> str | None:
+    """The Ray node this replica runs on: routers follow its KV events only from the same node."""
     try:
         import ray
 
-        return ray.util.get_node_ip_address()
-    except Exception:  # not inside a Ray worker (unit tests): loopback is the only peer
-        return "127.0.0.1"
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # not inside a Ray worker (unit tests)
+        return None
 
 
-def make_engine(model: LLMModelConfig, model_path: Path, replica_id: str = "local") -> LLMEngine:
-    kv_port = _free_tcp_port() if model.engine.kv_events else None
-    host = _node_address()
+def _node_address() -> str:
+    """The address routers on other nodes reach this replica's KV event relay on."""
+    import ray
+
+    return ray.util.get_node_ip_address()
+
+
+def make_engine(model: LLMModelConfig, model_path: Path, kv_events: KVEventsEndpoint | None,
+                replica_id: str = "local") -> LLMEngine:
+    endpoint = kv_events.address if kv_events is not None else None
     if model.engine.kind == "fake":
         tokenizer = PromptTokenizer(model_path)
-        return FakeLLMEngine(model.engine, detokenize=tokenizer.decode, kv_events_port=kv_port,
-                             kv_events_host=host, replica_id=replica_id)
-    return VLLMEngine(model_path, model.engine, model.placement, kv_events_port=kv_port, kv_events_host=host)
+        return FakeLLMEngine(model.engine, detokenize=tokenizer.decode, kv_events_endpoint=endpoint,
+                             replica_id=replica_id)
+    return VLLMEngine(model_path, model.engine, model.placement, kv_events_endpoint=endpoint)
 
 
 def _own_replica_id() -> str:
@@ -90,8 +94,21 @@ class LLMReplica:
         configure_logging(observability.logging, "llm-replica")
         self._model = model
         self._replica_id = _own_replica_id()
-        self._engine = make_engine(model, Path(model_path), self._replica_id)
-        await self._engine.start()
+        self._node_id = _node_id()
+        self._kv_events = KVEventsEndpoint() if model.engine.kv_events else None
+        self._engine = make_engine(model, Path(model_path), self._kv_events, self._replica_id)
+        # A real engine runs in processes of its own, which must never outlive this replica.
+        self._engine_processes = EngineProcesses() if model.engine.kind != "fake" else None
+        if self._engine_processes is not None:
+            self._engine_processes.start_guard()
+        self._kv_events_relay: KVEventsRelay | None = None
+        try:
+            await self._engine.start()
+            if self._kv_events is not None and model.engine.kv_events_network == "cluster":
+                self._kv_events_relay = KVEventsRelay(self._kv_events.address, _node_address(), cluster_secret())
+        except BaseException:
+            await self._end_engine()
+            raise
         # Why the engine can no longer serve, once it said so; the replica then fails fast and reports
         # itself unhealthy instead of handing every request to a dead engine.
         self._engine_dead: str | None = None
@@ -170,7 +187,9 @@ class LLMReplica:
         stats = await self._engine.stats()
         return ReplicaRoutingStats(
             num_running=stats.num_running, num_waiting=stats.num_waiting, kv_cache_usage=stats.kv_cache_usage,
-            kv_events_endpoint=stats.kv_events_endpoint, block_size=self._engine.block_size,
+            kv_events_endpoint=stats.kv_events_endpoint, node_id=self._node_id,
+            kv_events_remote_endpoint=self._kv_events_relay.address if self._kv_events_relay else None,
+            block_size=self._engine.block_size,
             engine_healthy=self._engine_dead is None, reported_at=time.time(),
             prefix_cache_hit_rate=stats.prefix_cache_hit_rate,
         ).to_dict()
@@ -196,5 +215,16 @@ class LLMReplica:
             raise RuntimeError(f"engine of replica {self._replica_id} is wedged: {self._in_flight} requests in "
                                f"flight and no output for {idle_for:.0f} s")
 
+    async def _end_engine(self) -> None:
+        try:
+            await self._engine.shutdown()
+        finally:
+            if self._engine_processes is not None:
+                await asyncio.to_thread(self._engine_processes.end_all)
+            if self._kv_events_relay is not None:
+                self._kv_events_relay.close()
+            if self._kv_events is not None:
+                self._kv_events.close()
+
     async def __del__(self) -> None:
-        await self._engine.shutdown()
+        await self._end_engine()

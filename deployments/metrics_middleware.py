@@ -3,7 +3,7 @@
 Pure ASGI (not Starlette's BaseHTTPMiddleware), so streamed bodies pass through untouched; registered
 outermost, so the security middleware's 401/413/429 answers are counted too. The route label is the
 matched route's template (`/v2/models/{name}/infer`, never the raw path, to bound the series), or
-`unmatched`. It also notes when the request arrived, for the TTFT and E2E histograms
+`unmatched`; the method label is one of the standard methods or `other`. It also notes when the request arrived, for the TTFT and E2E histograms
 (`deployments.metrics.observed_generation`).
 """
 
@@ -15,6 +15,16 @@ from typing import Any
 
 from deployments.metrics import CLIENT_CLOSED_STATUS, UNMATCHED_ROUTE, arrival_var, ingress_metrics
 from deployments.security_middleware import API_PREFIXES, ASGIApp, Message, Receive, Scope, Send, route_path
+
+
+# The methods an HTTP client may legitimately send; any other token a client makes up is counted as
+# `other`, so an unauthenticated client cannot create a new series per request.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
 def is_counted(path: str) -> bool:
@@ -71,4 +81,5 @@ class MetricsMiddleware:
             raise
         finally:
             arrival.reset(token)
-            ingress_metrics().record_response(route_template(scope), scope.get("method", ""), status or 500)
+            ingress_metrics().record_response(route_template(scope), method_label(scope.get("method", "")),
+                                              status or 500)

@@ -249,7 +249,7 @@ def ok(description: str, model: type[BaseModel]) -> dict[int | str, dict[str, An
 
 
 HEALTH_RESPONSES = ok("The ingress is up", HealthResponse)
-READY_RESPONSES = {**ok("Every model has a replica answering", ReadyResponse), **openai_errors(503)}
+READY_RESPONSES = {**ok("Every model has a running replica", ReadyResponse), **openai_errors(503)}
 MODELS_RESPONSES = {**ok("The served models, LLMs and vision models", ModelList), **openai_errors(401)}
 
 

@@ -78,13 +78,25 @@ def resumed_request(original: GenerationRequest, produced: list[int], attempt: i
                              prompt_token_ids=original.prompt_token_ids + produced, sampling=sampling)
 
 
-def _catch_up_text(progress: _Progress, detokenize: Detokenize | None) -> str:
+# Prompt tokens decoded before the produced ones, so these decode as they do inside the prompt's text.
+CATCH_UP_CONTEXT_TOKENS = 8
+
+
+def _catch_up_text(progress: _Progress, detokenize: Detokenize | None, prompt_ids: list[int]) -> str:
     """Text of produced tokens the failed replica held back (a possible stop-string start, a partial
-    character): the next replica only detokenizes its own tokens, so the ingress sends it first."""
+    character): the next replica only detokenizes its own tokens, so the ingress sends it first.
+
+    Decoded after the prompt's last tokens, as the engine decodes them: decoded alone, a SentencePiece
+    tokenizer drops the space that starts the first word, and the text would no longer match."""
     if detokenize is None or not progress.token_ids:
         return ""
     sent = "".join(progress.text_parts)
-    full = detokenize(progress.token_ids)
+    context = prompt_ids[-CATCH_UP_CONTEXT_TOKENS:]
+    before = detokenize(context) if context else ""
+    full = detokenize(context + progress.token_ids)
+    if not full.startswith(before):  # the context merged with the first produced token: decode alone
+        before, full = "", detokenize(progress.token_ids)
+    full = full[len(before):]
     if len(full) <= len(sent) or not full.startswith(sent) or full.endswith("\ufffd"):
         return ""
     return full[len(sent):]
@@ -99,9 +111,11 @@ async def resumable_generation(request: GenerationRequest, start_attempt: StartA
 
     An attempt still waiting for its first token also moves when `left_behind` says its replica was
     excluded meanwhile (another stream there stalled or broke): a wedged engine's queue would hold it for
-    the whole first-token timeout. Non-replica errors (a bad request, an engine bug) and the last failure once attempts or the retry
-    window are spent propagate unchanged; the ingress turns them into an error status or event. A request
-    therefore ends within `first_token_timeout_s` (or `stall_timeout_s`) plus `retry_window_s`.
+    the whole first-token timeout. Non-replica errors (a bad request, an engine bug) and the last failure
+    once attempts or the retry window are spent propagate unchanged; the ingress turns them into an error
+    status or event. The retry window bounds the time from a failure to the next attempt's first token,
+    never a stream that flows again: a resumed generation may run as long as an undisturbed one, and a
+    later failure of it opens a window of its own (`max_attempts` still bounds the attempts in all).
     """
     progress = _Progress()
     attempt = 0
@@ -118,7 +132,9 @@ async def resumable_generation(request: GenerationRequest, start_attempt: StartA
                 # Before an attempt's first token it may wait in a queue (a resumed attempt too: it is a new
                 # request on another replica); after one, silence means a wedge.
                 timeout = policy.stall_timeout_s if attempt_started else policy.first_token_timeout_s
-                if first_failure_at is not None:  # after a failure, no wait outlasts the retry window
+                if first_failure_at is not None and not attempt_started:
+                    # After a failure, no wait for a first token outlasts the retry window; a stream that
+                    # flows again is bounded by the stall timeout alone, however long it runs.
                     timeout = max(0.0, min(timeout, first_failure_at + policy.retry_window_s - clock()))
                 if attempt_started or left_behind is None:
                     try:
@@ -133,6 +149,7 @@ async def resumable_generation(request: GenerationRequest, start_attempt: StartA
                     return
                 replica = chunk.replica_id or replica
                 attempt_started = True
+                first_failure_at = None  # flowing again: a later failure opens a new retry window
                 _restore_prompt_usage(chunk, progress)
                 if catch_up:
                     chunk.text, catch_up = catch_up + chunk.text, ""
@@ -166,7 +183,7 @@ async def resumable_generation(request: GenerationRequest, start_attempt: StartA
                        "tokens_sent": len(progress.token_ids)}
             if progress.token_ids:
                 events.record("resumed", **details)
-                catch_up = _catch_up_text(progress, detokenize)
+                catch_up = _catch_up_text(progress, detokenize, request.prompt_token_ids)
             else:
                 events.record("retried", **details)
             await asyncio.sleep(policy.retry_backoff_s)

@@ -42,9 +42,8 @@ DEFAULT_CAPACITY_BLOCKS = 4096
 
 
 class FakeLLMEngine:
-    def __init__(self, engine: EngineConfig, detokenize: Detokenize, kv_events_port: int | None = None,
-                 capacity_blocks: int = DEFAULT_CAPACITY_BLOCKS, kv_events_host: str = "127.0.0.1",
-                 replica_id: str = "local") -> None:
+    def __init__(self, engine: EngineConfig, detokenize: Detokenize, kv_events_endpoint: str | None = None,
+                 capacity_blocks: int = DEFAULT_CAPACITY_BLOCKS, replica_id: str = "local") -> None:
         self.block_size = engine.block_size
         self.max_model_len = engine.max_model_len
         self._token_latency_s = engine.fake_token_latency_s
@@ -56,8 +55,7 @@ class FakeLLMEngine:
         self._aborted: set[str] = set()
         self._queried_tokens = 0
         self._hit_tokens = 0
-        self._kv_events_port = kv_events_port if engine.kv_events else None
-        self._kv_events_host = kv_events_host
+        self._kv_events_endpoint = kv_events_endpoint if engine.kv_events else None
         self._publisher = None
         self._seq = 0
         self._dead = False
@@ -66,14 +64,14 @@ class FakeLLMEngine:
 
     @property
     def kv_events_endpoint(self) -> str | None:
-        return f"tcp://{self._kv_events_host}:{self._kv_events_port}" if self._kv_events_port else None
+        return self._kv_events_endpoint
 
     async def start(self) -> None:
-        if self._kv_events_port:
+        if self._kv_events_endpoint:
             import zmq
 
             self._publisher = zmq.Context.instance().socket(zmq.PUB)
-            self._publisher.bind(f"tcp://{self._kv_events_host}:{self._kv_events_port}")
+            self._publisher.bind(self._kv_events_endpoint)
 
     def _publish(self, events: list[KVEvent]) -> None:
         if self._publisher is None or not events:

@@ -71,5 +71,7 @@ def decode_payload(seq: int, payload: bytes) -> KVEventBatch:
         raise KVEventDecodeError(f"payload is not msgpack: {error}") from None
     if not isinstance(raw, list) or len(raw) < 2 or not isinstance(raw[1], list):
         raise KVEventDecodeError("payload must be [ts, [events...], ...]")
+    if not isinstance(raw[0], (int, float)) or isinstance(raw[0], bool):
+        raise KVEventDecodeError(f"timestamp must be a number, got {type(raw[0]).__name__}")
     events = [e for e in (_event_from_wire(item) for item in raw[1]) if e is not None]
     return KVEventBatch(seq=seq, timestamp_s=float(raw[0]), events=events)

@@ -75,18 +75,15 @@ class VLLMEngine:
     """One vLLM `AsyncLLM` with prefix caching and (optionally) KV events published over ZMQ."""
 
     def __init__(self, model_path: Path, engine: EngineConfig, placement: PlacementConfig,
-                 kv_events_port: int | None, kv_events_host: str = "127.0.0.1") -> None:
+                 kv_events_endpoint: str | None) -> None:
         self._model_path = model_path
         self._config = engine
         self._placement = placement
         self.block_size = engine.block_size
         self.max_model_len = engine.max_model_len
-        publish = engine.kv_events and kv_events_port is not None
-        # vLLM's publisher binds only endpoints with a wildcard host (it *connects* to any other, and a
-        # connecting PUB never reaches our connecting SUBs), so it binds `*` and routers are told the
-        # replica's node address.
-        self._kv_events_bind = f"tcp://*:{kv_events_port}" if publish else None
-        self._kv_events_endpoint = f"tcp://{kv_events_host}:{kv_events_port}" if publish else None
+        # An `ipc://` endpoint (engines/kv_events_endpoint.py): vLLM's publisher binds it, and it is
+        # reachable only through the file system, never the network.
+        self._kv_events_endpoint = kv_events_endpoint if engine.kv_events else None
         self._snapshot = _SchedulerSnapshot()
         self._llm: Any = None
 
@@ -99,9 +96,9 @@ class VLLMEngine:
         # One worker ("uni"): None lets vLLM pick its in-process executor, as it always did here.
         backend = executor_backend(cfg, self._placement)
         kv_events = None
-        if self._kv_events_bind:
+        if self._kv_events_endpoint:
             kv_events = KVEventsConfig(enable_kv_cache_events=True, publisher="zmq",
-                                       endpoint=self._kv_events_bind)
+                                       endpoint=self._kv_events_endpoint)
         return AsyncEngineArgs(
             model=str(self._model_path),
             tokenizer=str(self._model_path),

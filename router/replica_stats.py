@@ -16,7 +16,10 @@ class ReplicaRoutingStats:
     num_running: int = 0
     num_waiting: int = 0
     kv_cache_usage: float = 0.0  # 0..1
-    kv_events_endpoint: str | None = None  # tcp://host:port of the engine's KV event publisher
+    kv_events_endpoint: str | None = None  # ipc:// socket of the engine's KV event publisher
+    node_id: str | None = None  # the Ray node of the replica (and of that socket)
+    # tcp:// relay of those events for routers on other nodes (CURVE, engines/kv_events_relay.py), if any
+    kv_events_remote_endpoint: str | None = None
     block_size: int | None = None
     # False once the replica's engine reported itself dead: routers stop sending it work before Serve's
     # health check replaces it. `reported_at` (wall clock) lets a router tell a report made after a
@@ -34,6 +37,8 @@ class ReplicaRoutingStats:
         if not raw:
             return cls()
         endpoint = raw.get("kv_events_endpoint")
+        node_id = raw.get("node_id")
+        remote = raw.get("kv_events_remote_endpoint")
         block_size = raw.get("block_size")
         reported_at = raw.get("reported_at")
         hit_rate = raw.get("prefix_cache_hit_rate")
@@ -42,6 +47,8 @@ class ReplicaRoutingStats:
             num_waiting=int(raw.get("num_waiting", 0) or 0),
             kv_cache_usage=float(raw.get("kv_cache_usage", 0.0) or 0.0),
             kv_events_endpoint=endpoint if isinstance(endpoint, str) else None,
+            node_id=node_id if isinstance(node_id, str) else None,
+            kv_events_remote_endpoint=remote if isinstance(remote, str) else None,
             block_size=int(block_size) if isinstance(block_size, int) else None,
             engine_healthy=raw.get("engine_healthy", True) is not False,
             reported_at=float(reported_at) if isinstance(reported_at, (int, float)) else None,

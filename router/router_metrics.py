@@ -17,6 +17,8 @@ and a captured module global would arrive there as a private copy that nothing s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from router.replica_stats import ReplicaRoutingStats
@@ -46,6 +48,15 @@ class RouterMetrics:
             "warmserve_kv_event_lag_seconds",
             "From an engine publishing a KV event batch (its wall-clock timestamp) to the router's index "
             "applying it", ("deployment",), buckets=KV_EVENT_LAG_BUCKETS_S, registry=registry)
+        self.kv_event_errors = Counter(
+            "warmserve_kv_event_errors",
+            "KV event trouble the router's subscriber survived: decode (a malformed message, dropped), apply "
+            "(applying a batch to the index failed), connect (an endpoint it cannot follow), restart (its "
+            "loop restarted on fresh sockets)", ("deployment", "kind"), registry=registry)
+        self.kv_event_subscriber_up = Gauge(
+            "warmserve_kv_event_subscriber_up",
+            "1 while the router's KV event subscriber thread runs; 0 means its prefix index no longer "
+            "follows the engines", ("deployment",), registry=registry)
         self.replica_kv_cache_usage = Gauge(
             "warmserve_replica_kv_cache_usage_ratio", "KV cache in use on the replica's engine (0..1), as reported",
             ("deployment", "replica"), registry=registry)
@@ -79,6 +90,13 @@ class RouterMetrics:
     def observe_kv_event_lag(self, deployment: str, lag_s: float) -> None:
         """Clamped at 0: the engine's clock may run ahead of this node's."""
         self.kv_event_lag_s.labels(deployment).observe(max(0.0, lag_s))
+
+    def watch_subscriber(self, deployment: str, alive: Callable[[], bool]) -> None:
+        """`kv_event_subscriber_up` is read from `alive` at each scrape."""
+        self.kv_event_subscriber_up.labels(deployment).set_function(lambda: 1.0 if alive() else 0.0)
+
+    def count_kv_event_trouble(self, deployment: str, kind: str) -> None:
+        self.kv_event_errors.labels(deployment, kind).inc()
 
     def set_replica(self, deployment: str, replica: str, stats: ReplicaRoutingStats, healthy: bool) -> None:
         """The replica's latest routing stats (on every `update_replicas`)."""

@@ -23,7 +23,7 @@ from typing import Any
 from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
 
 from engines.types import GenerationRequest, KVEventBatch
-from router.kv_event_subscriber import KVEventSubscriber
+from router.kv_event_subscriber import KVEventSource, KVEventSubscriber
 from router.kv_policy import (
     DEFAULT_NEW_PREFIX_SPREAD_BLOCKS,
     DEFAULT_UNCACHED_BLOCK_WEIGHT,
@@ -97,6 +97,27 @@ def record_replica_gauges(deployment: str, exclusion_key: str, replicas: list[Ru
         recorder.remove_replica(deployment, key)
 
 
+def kv_event_source(stats: ReplicaRoutingStats, own_node_id: str | None) -> KVEventSource | None:
+    """Where this router reads a replica's KV events: the engine's local socket on the same node, its
+    encrypted relay from another node, or nowhere (another node, no relay)."""
+    if stats.kv_events_endpoint is None:
+        return None
+    if stats.node_id is None or own_node_id is None or stats.node_id == own_node_id:
+        return KVEventSource(stats.kv_events_endpoint)
+    if stats.kv_events_remote_endpoint is not None:
+        return KVEventSource(stats.kv_events_remote_endpoint, secure=True)
+    return None
+
+
+def _own_node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside a Ray worker (unit tests)
+        return None
+
+
 class KVAwareRequestRouter(RequestRouter):
     """Cost = w x uncached prompt blocks + load; the cheapest accepting replica first, the rest by cost."""
 
@@ -124,6 +145,8 @@ class KVAwareRequestRouter(RequestRouter):
         self._exclusion_key = deployment_key(self._deployment_id.app_name, self._deployment_id.name)
         self._exclude_s = exclude_s
         self._cache_dropped: set[str] = set()  # excluded replicas whose index entries are already gone
+        self._node_id = _own_node_id()
+        self._remote_replicas_told: set[str] = set()
 
     # ---- replica set and stats -------------------------------------------------------------------
 
@@ -135,7 +158,7 @@ class KVAwareRequestRouter(RequestRouter):
         self._live_keys = {r.replica_id.unique_id for r in replicas}
         observe_replica_health(self._exclusion_key, replicas, self._exclude_s)
         record_replica_gauges(self._deployment_name, self._exclusion_key, replicas)
-        endpoints: dict[str, str] = {}
+        endpoints: dict[str, KVEventSource] = {}
         for replica in replicas:
             replica_key = replica.replica_id.unique_id
             stats = ReplicaRoutingStats.from_dict(replica.routing_stats)
@@ -144,7 +167,14 @@ class KVAwareRequestRouter(RequestRouter):
                 logger.warning("replica %s reports block size %s, router hashes %s: prefix matching is off "
                                "for it", replica_key, stats.block_size, self._block_size)
             elif stats.kv_events_endpoint and self._use_kv_events:
-                endpoints[replica_key] = stats.kv_events_endpoint
+                source = kv_event_source(stats, self._node_id)
+                if source is not None:
+                    endpoints[replica_key] = source
+                elif replica_key not in self._remote_replicas_told:
+                    self._remote_replicas_told.add(replica_key)
+                    logger.info("replica %s runs on another node and its KV events stay there (they carry "
+                                "prompt tokens; `engine.kv_events_network: cluster` relays them encrypted): "
+                                "routing to it uses this router's own placements", replica_key)
         for gone in previous - set(self._replicas):
             self._forget(gone.unique_id)
         if self._use_kv_events:
@@ -180,7 +210,11 @@ class KVAwareRequestRouter(RequestRouter):
 
     def _ensure_subscriber(self) -> KVEventSubscriber:
         if self._subscriber is None:
-            self._subscriber = KVEventSubscriber(self._on_batch_from_thread)
+            deployment = self._deployment_name
+            self._subscriber = KVEventSubscriber(
+                self._on_batch_from_thread,
+                on_trouble=lambda kind: self._metrics.count_kv_event_trouble(deployment, kind))
+            self._metrics.watch_subscriber(deployment, lambda: self._subscriber is not None and self._subscriber.alive)
             self._subscriber.start()
         return self._subscriber
 
@@ -190,6 +224,13 @@ class KVAwareRequestRouter(RequestRouter):
             loop.call_soon_threadsafe(self._apply_batch, replica_key, batch)
 
     def _apply_batch(self, replica_key: str, batch: KVEventBatch) -> None:
+        try:
+            self._apply_batch_unguarded(replica_key, batch)
+        except Exception:  # one bad batch must not cost the index the ones after it
+            self._metrics.count_kv_event_trouble(self._deployment_name, "apply")
+            logger.exception("applying a KV event batch from %s failed; dropped", replica_key)
+
+    def _apply_batch_unguarded(self, replica_key: str, batch: KVEventBatch) -> None:
         if replica_key in self._live_keys:  # late events of a removed replica: ignore
             self._index.apply(replica_key, batch)
             self._load.observe_kv_events(replica_key, batch)  # stored blocks: that prefill is done

@@ -26,6 +26,11 @@ class ReceivedSpan:
     events: list[str]
     start_ns: int
     end_ns: int
+    status: str = "UNSET"  # the span's status code: UNSET, OK or ERROR
+    status_message: str = ""
+
+
+_STATUS_CODES = {0: "UNSET", 1: "OK", 2: "ERROR"}  # OTLP's Status.StatusCode
 
 
 def _value(any_value: object) -> object:
@@ -79,7 +84,8 @@ class OtlpReceiver:
                         span.name, span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
                         str(resource.get("warmserve.component", resource.get("service.name"))),
                         {a.key: _value(a.value) for a in span.attributes}, [e.name for e in span.events],
-                        span.start_time_unix_nano, span.end_time_unix_nano))
+                        span.start_time_unix_nano, span.end_time_unix_nano,
+                        _STATUS_CODES.get(span.status.code, str(span.status.code)), span.status.message))
         with self.lock:
             self.spans.extend(received)
 

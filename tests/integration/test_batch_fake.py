@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cluster.batch import main
 from cluster.batch_format import response_line
@@ -67,3 +68,25 @@ def test_offline_resume_runs_only_what_is_not_committed(serve_instance: None, re
         "earlier", "earlier"]
     summary = json.loads((tmp_path / "out.jsonl.shards" / "summary.json").read_text())
     assert summary["skipped_already_committed"] == 3 and summary["completed_this_run"] == REQUESTS - 3
+
+
+def test_offline_engine_death_is_retried_on_a_new_actor(serve_instance: None, requests_file: Path,
+                                                        tmp_path: Path) -> None:
+    """An engine that dies inside a live actor: the actor exits, Ray Data retries its shard on a new
+    one, and the job finishes with every answer an undisturbed run gives."""
+    from cluster.config_check import load_checked_config
+
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    raw = load_checked_config("test-fake").model_dump()
+    raw["models"][0]["engine"]["fake_fault_dir"] = str(faults)
+    config = tmp_path / "faulty.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    expected, output = tmp_path / "expected.jsonl", tmp_path / "out.jsonl"
+    assert main(["--config", str(config), "--input", str(requests_file), "--output", str(expected),
+                 "--shard-size", "8", "--replicas", "1"]) == 0
+    (faults / "local.json").write_text(json.dumps({"die_after_tokens": 2}))  # the next request's engine dies
+    assert main(["--config", str(config), "--input", str(requests_file), "--output", str(output),
+                 "--shard-size", "8", "--replicas", "1"]) == 0
+    assert not (faults / "local.json").exists(), "the fault never fired"
+    assert _answers(output) == _answers(expected)

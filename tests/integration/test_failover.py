@@ -44,10 +44,11 @@ def _prompt(i: int) -> str:
 
 
 async def _stream(client: httpx.AsyncClient, app: DeployedApp, i: int,
-                  progress: dict[int, tuple[str | None, int]] | None = None, prompt: str | None = None) -> dict:
+                  progress: dict[int, tuple[str | None, int]] | None = None, prompt: str | None = None,
+                  max_tokens: int = MAX_TOKENS) -> dict:
     """One greedy streaming completion (of `_prompt(i)` unless `prompt` is given): its text, finish reason,
     replica and failover metadata; `progress[i]` gets (replica, events received so far) as the stream runs."""
-    body = {"model": app.model, "prompt": prompt or _prompt(i), "max_tokens": MAX_TOKENS, "temperature": 0,
+    body = {"model": app.model, "prompt": prompt or _prompt(i), "max_tokens": max_tokens, "temperature": 0,
             "stream": True}
     text, finish, failover = [], None, None
     async with client.stream("POST", f"{app.base_url}/completions", json=body) as response:
@@ -226,6 +227,64 @@ def test_stalled_replica_is_left_and_its_streams_resume(failover_app: DeployedAp
     # 1 s of silence moves the stalled stream; the exclusion that follows moves the request queued behind
     # it. The stall lasts 30 s (the margin is for a busy machine).
     assert elapsed < 20, f"requests waited out the stall ({elapsed:.1f} s) instead of moving"
+
+
+def test_a_resumed_stream_runs_to_its_end_past_the_retry_window(serve_instance: None, tmp_path: Path) -> None:
+    """The retry window (1 s here) bounds the wait for a moved request's first token, never how long the
+    resumed stream may then flow: 200 tokens at 20 ms each run ~4 s after the failure and arrive whole."""
+    from ray import serve
+
+    app = deploy_profile("test-fake", "failover-window", "/failover-window", model_overrides={
+        "engine": {"fake_token_latency_s": 0.02, "fake_fault_dir": str(tmp_path)},
+        "failover": {"retry_window_s": 1.0, "retry_backoff_s": 0.0, "exclude_s": 20.0},
+    })
+    try:
+        async def streams() -> list[dict]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await asyncio.gather(*(_stream(client, app, i, max_tokens=200) for i in range(6)))
+
+        expected = [r["text"] for r in asyncio.run(streams())]
+        victim = _replica_ids(app)[0]
+        (tmp_path / f"{victim}.json").write_text(json.dumps({"die_after_tokens": 10}))
+        results = asyncio.run(streams())
+        resumed = [r for r in results if r["failover"] and r["failover"]["resumed"]]
+        assert resumed, f"no stream ran on the victim {victim}: {[r['replica'] for r in results]}"
+        assert [r["finish"] for r in results] == ["length"] * len(results)
+        assert [r["text"] for r in results] == expected
+    finally:
+        serve.delete("failover-window")
+
+
+def test_ready_answers_at_once_while_every_replica_is_busy(serve_instance: None) -> None:
+    """A busy, healthy cluster is ready: /ready reads the replica states Serve reports instead of queueing
+    a probe behind the requests the replicas are working on (two at a time each here)."""
+    from ray import serve
+
+    app = deploy_profile("test-fake", "ready-busy", "/ready-busy", model_overrides={
+        "engine": {"fake_token_latency_s": 0.05}, "max_ongoing_requests": 2})
+    try:
+        assert httpx.get(f"{app.root_url}/ready", timeout=30).status_code == 200
+
+        async def busy_then_probe() -> list[tuple[int, float]]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                streams = [asyncio.create_task(_stream(client, app, i, max_tokens=100)) for i in range(8)]
+                await asyncio.sleep(1.0)  # every replica busy, the rest queued
+                probes = []
+                for _ in range(5):
+                    start = time.monotonic()
+                    response = await client.get(f"{app.root_url}/ready")
+                    probes.append((response.status_code, time.monotonic() - start))
+                    await asyncio.sleep(0.3)
+                assert not all(s.done() for s in streams), "the load ended before the probes"
+                await asyncio.gather(*streams)
+                return probes
+
+        probes = asyncio.run(busy_then_probe())
+        print(f"/ready under load: {probes}")
+        assert [status for status, _ in probes] == [200] * 5
+        assert max(seconds for _, seconds in probes) < 1.0
+    finally:
+        serve.delete("ready-busy")
 
 
 def test_overload_answers_at_once_with_retry_after(serve_instance: None) -> None:

@@ -86,6 +86,19 @@ def test_metrics_count_this_tests_requests(fake_app: DeployedApp) -> None:
     assert all(0 <= value(after, "warmserve_replica_kv_cache_usage_ratio", **labels) <= 1 for labels in usage)
 
 
+def test_made_up_methods_do_not_grow_the_metrics(fake_app: DeployedApp) -> None:
+    """Each invented HTTP method of an unauthenticated client would otherwise be a new series."""
+    methods = [f"X{i}FLOOD" for i in range(20)]
+    with httpx.Client(timeout=30) as client:
+        for method in methods:
+            assert client.request(method, f"{fake_app.base_url}/models").status_code in (400, 401, 405)
+    text = httpx.get(f"{fake_app.root_url}/metrics", timeout=30).text
+    assert not any(method in text for method in methods)
+    samples = scrape(fake_app)
+    others = series(samples, "warmserve_requests_total", method="other")
+    assert sum(value(samples, "warmserve_requests_total", **labels) for labels in others) >= len(methods)
+
+
 def test_metrics_is_not_counted_as_an_api_request(fake_app: DeployedApp) -> None:
     scrape(fake_app)
     samples = scrape(fake_app)

@@ -78,10 +78,11 @@ def test_request_rate_over_the_key_limit_gets_429_with_retry_after(secured_app: 
 
 
 def test_tokens_per_minute_are_reserved_and_refused_beyond_the_budget(secured_app: DeployedApp) -> None:
-    # A request that could never fit is told so, not asked to retry forever.
-    with pytest.raises(openai.RateLimitError) as too_large:
+    # A request that could never fit is told so (400, naming the budget), not asked to retry forever.
+    with pytest.raises(openai.BadRequestError) as too_large:
         _chat(secured_app, TOKENS, max_tokens=299, content="hi " * 10)
-    assert too_large.value.code == "request_too_large"
+    assert too_large.value.code == "request_too_large" and "tokens_per_min" in too_large.value.message
+    assert "retry-after" not in too_large.value.response.headers
     assert _chat(secured_app, TOKENS, max_tokens=200) == "length"  # reserves ~210, uses ~210
     with pytest.raises(openai.RateLimitError) as over:
         _chat(secured_app, TOKENS, max_tokens=200)
@@ -121,3 +122,21 @@ def test_bounds_are_enforced_before_engine_work(secured_app: DeployedApp) -> Non
     assert long_prompt.status_code == 400 and _error_body(long_prompt)["code"] == "prompt_too_long"
     too_many = httpx.post(url, json={**base, "max_tokens": 301}, headers=headers)
     assert too_many.status_code == 400 and _error_body(too_many)["param"] == "max_tokens"
+
+
+def test_no_key_in_clear_travels_into_the_serve_app(serve_instance: None) -> None:
+    """What Serve ships to the ingress replicas is the app's pickled arguments: digests only."""
+    import cloudpickle
+
+    from cluster.config_check import load_checked_config
+    from cluster.serve_control import prepare_models
+    from configs.schema import ClusterConfig
+    from deployments.api_keys import digest
+    from deployments.app_builder import build_app
+
+    raw = load_checked_config("test-fake").model_dump()
+    raw["security"] = {"api_keys": [{"name": "open", "key": OPEN}]}
+    config = ClusterConfig.model_validate(raw)
+    shipped = cloudpickle.dumps(build_app(config, prepare_models(config)))
+    assert OPEN.encode() not in shipped
+    assert digest(OPEN) in shipped

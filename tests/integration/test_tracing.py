@@ -60,6 +60,8 @@ def test_a_streamed_chat_request_is_one_trace_across_ingress_router_and_replica(
     assert "first_token" in generate.events and generate.attributes["gen_ai.usage.output_tokens"] == 12
     assert "first_token" in root.events and root.attributes["gen_ai.usage.output_tokens"] == 12
     assert root.attributes["http.response.status_code"] == 200
+    # A request that completed is no error anywhere in its trace.
+    assert [(s.name, s.status_message) for s in spans if s.status == "ERROR"] == []
     # The stream's span lasts until the stream ends, so it encloses the generation.
     assert root.start_ns <= generate.start_ns and generate.end_ns <= root.end_ns
 

@@ -98,4 +98,4 @@ def test_tokens_are_reserved_then_the_unused_part_given_back() -> None:
         limiter.reserve_tokens(1)
     with pytest.raises(APIError, match="more than API key 'k' may use in a minute") as too_large:
         limiter.reserve_tokens(601)
-    assert too_large.value.code == "request_too_large"
+    assert too_large.value.code == "request_too_large" and too_large.value.status_code == 400

@@ -50,6 +50,17 @@ def test_malformed_line_is_reported_by_line_number_and_the_rest_goes_on(tmp_path
     assert record["raw"] == line[:300] and record["error"]["message"]
 
 
+def test_invalid_utf8_is_reported_not_silently_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    bad = json.dumps({**CHAT, "custom_id": "bad", "body": {"model": "m", "prompt": "caf"}}).encode()
+    bad = bad.replace(b'"caf"', b'"caf\xe9"')  # Latin-1, not UTF-8
+    path.write_bytes(json.dumps(CHAT).encode() + b"\n" + bad + b"\n")
+    parsed = read_input(path)
+    assert [l.custom_id for l in parsed.lines] == ["a"]
+    (malformed,) = parsed.malformed
+    assert malformed.code == "invalid_utf8" and malformed.line == 2 and "UTF-8" in malformed.message
+
+
 def test_repeated_custom_id_is_malformed_and_names_the_first_line(tmp_path: Path) -> None:
     parsed = read_input(_write(tmp_path, json.dumps(CHAT), json.dumps(CHAT)))
     assert len(parsed.lines) == 1

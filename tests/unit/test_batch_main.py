@@ -64,6 +64,7 @@ def test_online_run_resumes_a_partial_output_and_merges_every_custom_id_once(tmp
     store.open(source, read_input(source).sha256)
     store.commit([response_line("c1", 200, "old", {"usage": {"completion_tokens": 3}}),
                   response_line("c5", 200, "old", {"usage": {"completion_tokens": 3}})])
+    store.close()  # that run ended
 
     code = main(["--mode", "online", "--endpoint", endpoint, "--input", str(source), "--output", str(output),
                  "--shard-size", "3", "--concurrency", "2"])
@@ -89,8 +90,11 @@ def test_bad_input_and_a_foreign_output_exit_2_with_the_reason(tmp_path: Path, c
     first.write_text("{}\n")
     second.write_text("[]\n")
     ShardStore(output).open(first, "0" * 64)
+    earlier_errors = tmp_path / "results.errors.jsonl"
+    earlier_errors.write_text("the first run's malformed lines\n")
     assert main(["--mode", "online", "--input", str(second), "--output", str(output)]) == 2
     assert "holds results of another input" in capsys.readouterr().err
+    assert earlier_errors.read_text() == "the first run's malformed lines\n"  # a refused run writes nothing
 
 
 def test_unknown_model_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

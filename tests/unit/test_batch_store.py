@@ -30,6 +30,7 @@ def test_commit_writes_whole_shards_and_a_new_store_resumes_from_them(tmp_path: 
     manifest = json.loads((store.directory / "manifest.json").read_text())
     assert manifest["committed_rows"] == 3 and manifest["shards"] == {"shard-000001.jsonl": 2, "shard-000002.jsonl": 1}
 
+    store.close()
     resumed = _open(tmp_path)
     assert set(resumed.committed) == {"a", "b", "c"}
     assert resumed.next_shard_number() == 3
@@ -40,6 +41,7 @@ def test_a_commit_killed_before_its_rename_leaves_nothing_committed(tmp_path: Pa
     store.commit(_records("a"))
     # What a kill between write and rename leaves behind: a complete or partial temp file.
     (store.directory / "shard-000002.jsonl.tmp").write_text(json.dumps(_records("b")[0])[:20])
+    store.close()
     resumed = _open(tmp_path)
     assert set(resumed.committed) == {"a"}
     assert not list(resumed.directory.glob("*.tmp"))
@@ -72,7 +74,9 @@ def test_merge_refuses_while_requests_are_missing(tmp_path: Path) -> None:
 
 
 def test_shards_of_another_input_are_refused(tmp_path: Path) -> None:
-    _open(tmp_path, sha="one").commit(_records("a"))
+    first = _open(tmp_path, sha="one")
+    first.commit(_records("a"))
+    first.close()
     with pytest.raises(StoreError, match="holds results of another input"):
         _open(tmp_path, sha="two")
 
@@ -81,8 +85,31 @@ def test_a_damaged_committed_shard_is_an_error_not_silently_redone(tmp_path: Pat
     store = _open(tmp_path)
     store.commit(_records("a"))
     (store.directory / "shard-000001.jsonl").write_text("{truncated\n")
+    store.close()
     with pytest.raises(StoreError, match="shard-000001.jsonl:1: damaged"):
         _open(tmp_path)
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp_path: Path) -> None:
+    first = _open(tmp_path)
+    with pytest.raises(StoreError, match="another batch run .pid \\d+. is writing into"):
+        _open(tmp_path)
+    first.close()
+    _open(tmp_path).close()  # free again once the first run ends
+
+
+def test_resuming_with_another_model_or_config_is_refused(tmp_path: Path) -> None:
+    store = ShardStore(tmp_path / "out.jsonl")
+    store.open(tmp_path / "in.jsonl", "abc", {"model": "m1", "model_config_sha256": "aa"})
+    store.commit(_records("a"))
+    store.close()
+    again = ShardStore(tmp_path / "out.jsonl")
+    with pytest.raises(StoreError, match="another model and model_config_sha256"):
+        again.open(tmp_path / "in.jsonl", "abc", {"model": "m2", "model_config_sha256": "bb"})
+    again.close()
+    same = ShardStore(tmp_path / "out.jsonl")
+    same.open(tmp_path / "in.jsonl", "abc", {"model": "m1", "model_config_sha256": "aa"})
+    assert set(same.committed) == {"a"}
 
 
 def test_errors_file_sits_beside_the_output() -> None:

@@ -11,6 +11,7 @@ from configs.schema import EngineConfig
 from engines.block_hash import chained_block_hashes
 from engines.fake_engine import FakeLLMEngine
 from engines.kv_event_codec import KVEventDecodeError, decode_payload, decode_seq, encode_payload
+from engines.kv_events_endpoint import KVEventsEndpoint
 from engines.protocol import EngineDeadError, LLMEngine
 from engines.types import (
     GenerationRequest,
@@ -106,11 +107,11 @@ def test_abort_and_shutdown() -> None:
 def test_kv_events_over_zmq_in_vllm_wire_format() -> None:
     from engines.vllm_engine import VLLMEngine  # noqa: F401  (import must not need vLLM)
 
-    port = 5000 + int(time.time() * 1000) % 2000
-    engine = FakeLLMEngine(ENGINE, _detok, kv_events_port=port, capacity_blocks=2)
+    endpoint = KVEventsEndpoint()
+    engine = FakeLLMEngine(ENGINE, _detok, kv_events_endpoint=endpoint.address, capacity_blocks=2)
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(f"tcp://127.0.0.1:{port}")
+    sub.connect(endpoint.address)
 
     async def scenario() -> None:
         await engine.start()

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 
+import pytest
 import zmq
 
 from configs.schema import EngineConfig
 from engines.fake_engine import FakeLLMEngine
+from engines.kv_events_endpoint import KVEventsEndpoint
+from engines.kv_events_relay import ClusterSecretError, KVEventsRelay, cluster_secret
 from engines.types import GenerationRequest, KVEventBatch, SamplingSpec
-from router.kv_event_subscriber import KVEventSubscriber
+from router.kv_event_subscriber import KVEventSource, KVEventSubscriber
 from router.prefix_index import PrefixIndex
+from router.replica_stats import ReplicaRoutingStats
+from router.serve_adapter import kv_event_source
 
 BS = 4
 PROMPT = list(range(1, 17))
-
-
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait(predicate: object, timeout_s: float = 5.0) -> bool:
@@ -35,8 +33,9 @@ def _wait(predicate: object, timeout_s: float = 5.0) -> bool:
 
 
 def test_events_from_a_real_publisher_reach_the_index() -> None:
-    port = _port()
-    engine = FakeLLMEngine(EngineConfig(kind="fake", block_size=BS), lambda ids: "x", kv_events_port=port)
+    endpoint = KVEventsEndpoint()
+    engine = FakeLLMEngine(EngineConfig(kind="fake", block_size=BS), lambda ids: "x",
+                           kv_events_endpoint=endpoint.address)
     index = PrefixIndex(BS)
     lock = threading.Lock()
 
@@ -46,7 +45,7 @@ def test_events_from_a_real_publisher_reach_the_index() -> None:
 
     subscriber = KVEventSubscriber(on_batch)
     subscriber.start()
-    subscriber.set_endpoints({"r1": f"tcp://127.0.0.1:{port}"})
+    subscriber.set_endpoints({"r1": KVEventSource(endpoint.address)})
 
     async def serve_requests() -> None:
         await engine.start()
@@ -76,20 +75,101 @@ def test_events_from_a_real_publisher_reach_the_index() -> None:
 
 
 def test_malformed_messages_are_counted_and_dropped() -> None:
-    port = _port()
+    endpoint = KVEventsEndpoint()
     publisher = zmq.Context.instance().socket(zmq.PUB)
-    publisher.bind(f"tcp://127.0.0.1:{port}")
+    publisher.bind(endpoint.address)
     received: list[KVEventBatch] = []
-    subscriber = KVEventSubscriber(lambda replica, batch: received.append(batch))
+    troubles: list[str] = []
+    subscriber = KVEventSubscriber(lambda replica, batch: received.append(batch), on_trouble=troubles.append)
     subscriber.start()
-    subscriber.set_endpoints({"r": f"tcp://127.0.0.1:{port}"})
+    subscriber.set_endpoints({"r": KVEventSource(endpoint.address)})
     try:
         time.sleep(0.5)
         publisher.send_multipart([b"", b"short", b"\x92\x00\x90"])  # bad sequence frame
         publisher.send_multipart([b"", (1).to_bytes(8, "big"), b"\xc1"])  # not msgpack
-        publisher.send_multipart([b"", (2).to_bytes(8, "big"), b"\x92\x00\x90"])  # [0, []]: valid, empty
-        assert _wait(lambda: subscriber.decode_errors == 2 and len(received) == 1)
-        assert received[0].seq == 2 and received[0].events == []
+        publisher.send_multipart([b"", (2).to_bytes(8, "big"), b"\x92\xc0\x90"])  # [None, []]: no timestamp
+        publisher.send_multipart([b"", (3).to_bytes(8, "big"), b"\x92\x00\x90"])  # [0, []]: valid, empty
+        assert _wait(lambda: subscriber.decode_errors == 3 and len(received) == 1)
+        assert received[0].seq == 3 and received[0].events == []
+        assert troubles == ["decode"] * 3 and subscriber.alive
     finally:
         subscriber.stop()
         publisher.close(linger=0)
+        endpoint.close()
+
+
+def test_the_thread_survives_a_failing_callback_and_an_unusable_endpoint() -> None:
+    endpoint = KVEventsEndpoint()
+    publisher = zmq.Context.instance().socket(zmq.PUB)
+    publisher.bind(endpoint.address)
+    seen: list[int] = []
+    troubles: list[str] = []
+
+    def on_batch(replica: str, batch: KVEventBatch) -> None:
+        seen.append(batch.seq)
+        if batch.seq == 1:
+            raise RuntimeError("index bug")
+
+    subscriber = KVEventSubscriber(on_batch, on_trouble=troubles.append)
+    subscriber.start()
+    subscriber.set_endpoints({"bad": KVEventSource("nonsense://x"), "r": KVEventSource(endpoint.address)})
+    try:
+        time.sleep(0.5)
+        for seq in (1, 2):
+            publisher.send_multipart([b"", seq.to_bytes(8, "big"), b"\x92\x00\x90"])
+        assert _wait(lambda: seen == [1, 2]), seen
+        assert troubles.count("apply") == 1 and troubles.count("connect") == 1 and subscriber.alive
+    finally:
+        subscriber.stop()
+        publisher.close(linger=0)
+        endpoint.close()
+
+
+def test_a_replica_on_another_node_is_followed_only_through_its_encrypted_relay() -> None:
+    """The relay (engine socket -> CURVE PUB) delivers to a subscriber holding the cluster's secret; one
+    with another secret, or none, receives nothing and gives up that source."""
+    endpoint = KVEventsEndpoint()
+    publisher = zmq.Context.instance().socket(zmq.PUB)
+    publisher.bind(endpoint.address)
+    relay = KVEventsRelay(endpoint.address, "127.0.0.1", b"cluster-token")
+    received: dict[str, list[int]] = {"ours": [], "other": []}
+    ours = KVEventSubscriber(lambda r, b: received["ours"].append(b.seq), secret=lambda: b"cluster-token")
+    other = KVEventSubscriber(lambda r, b: received["other"].append(b.seq), secret=lambda: b"another-token")
+    plain = zmq.Context.instance().socket(zmq.SUB)
+    plain.subscribe(b"")
+    plain.connect(relay.address)
+    try:
+        for subscriber in (ours, other):
+            subscriber.start()
+            subscriber.set_endpoints({"remote": KVEventSource(relay.address, secure=True)})
+        time.sleep(1.0)
+        for seq in (1, 2):
+            publisher.send_multipart([b"", seq.to_bytes(8, "big"), b"\x92\x00\x90"])
+        assert _wait(lambda: received["ours"] == [1, 2]), received
+        time.sleep(0.3)
+        assert received["other"] == [] and not plain.poll(100)
+        assert relay.address.startswith("tcp://127.0.0.1:")
+    finally:
+        ours.stop()
+        other.stop()
+        plain.close(linger=0)
+        relay.close()
+        publisher.close(linger=0)
+        endpoint.close()
+
+
+def test_without_a_cluster_secret_the_relay_is_refused_with_the_reason(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    with pytest.raises(ClusterSecretError, match="RAY_AUTH_MODE=token"):
+        cluster_secret()
+
+
+def test_the_router_reads_local_events_locally_and_remote_ones_only_through_a_relay() -> None:
+    local = ReplicaRoutingStats(kv_events_endpoint="ipc:///x/events.sock", node_id="n1")
+    remote = ReplicaRoutingStats(kv_events_endpoint="ipc:///y/events.sock", node_id="n2")
+    relayed = ReplicaRoutingStats(kv_events_endpoint="ipc:///y/events.sock", node_id="n2",
+                                  kv_events_remote_endpoint="tcp://10.0.0.2:5000")
+    assert kv_event_source(local, "n1") == KVEventSource("ipc:///x/events.sock")
+    assert kv_event_source(remote, "n1") is None
+    assert kv_event_source(relayed, "n1") == KVEventSource("tcp://10.0.0.2:5000", secure=True)

@@ -28,7 +28,8 @@ def _detok(ids: list[int]) -> str:
 
 class ScriptedReplicas:
     """Replicas that generate by `_continuation`; each attempt's fate comes from `script` in order:
-    ("ok",), ("die_after", k) (engine death after k tokens), ("stall_after", k), ("error",) (a bug)."""
+    ("ok",), ("die_after", k) (engine death after k tokens), ("stall_after", k), ("error",) (a bug),
+    ("slow", seconds_per_token, k or None) (a healthy but slow stream, dying after k tokens if k is set)."""
 
     def __init__(self, script: list[tuple]) -> None:
         self.script = list(script)
@@ -47,6 +48,10 @@ class ScriptedReplicas:
                 await asyncio.sleep(10)
             if fate[0] == "error":
                 raise ValueError("engine bug")
+            if fate[0] == "slow":
+                if step == fate[2]:
+                    raise ReplicaEngineDeadError("engine died", replica)
+                await asyncio.sleep(fate[1])
             token = _continuation(context)
             context.append(token)
             last = step == request.sampling.max_tokens - 1
@@ -206,3 +211,50 @@ def test_each_retry_and_resume_is_told_to_the_listener_with_its_details() -> Non
     assert [kind for kind, _ in heard] == ["retried", "resumed"] and (events.retried, events.resumed) == (1, 1)
     assert heard[1][1] == {"failed_replica": "replica-1", "error": "ReplicaEngineDeadError", "attempt": 2,
                            "tokens_sent": 5}
+
+
+WINDOW = FailoverConfig(retry_backoff_s=0, stall_timeout_s=0.5, first_token_timeout_s=0.5, retry_window_s=0.3)
+
+
+def test_a_resumed_stream_keeps_flowing_past_the_retry_window() -> None:
+    # Resumed after 3 tokens, the second attempt streams for ~0.8 s: well past the 0.3 s window, which
+    # bounds the wait for its first token, not how long it may flow.
+    chunks, replicas, events, excluded = _run([("die_after", 3), ("slow", 0.02, None)], max_tokens=40,
+                                              policy=WINDOW)
+    assert _tokens(chunks) == _tokens(_run([("ok",)], max_tokens=40)[0])
+    assert len(replicas.requests) == 2 and events.resumed == 1 and excluded == ["replica-0"]
+
+
+def test_a_later_failure_of_a_flowing_resumed_stream_gets_a_window_of_its_own() -> None:
+    # Second failure ~0.5 s after the first, past the first window: the stream had flowed again meanwhile,
+    # so it moves a second time instead of giving up.
+    chunks, replicas, events, _ = _run([("die_after", 3), ("slow", 0.02, 25), ("ok",)], max_tokens=40,
+                                       policy=WINDOW)
+    assert _tokens(chunks) == _tokens(_run([("ok",)], max_tokens=40)[0])
+    assert len(replicas.requests) == 3 and events.resumed == 2
+
+
+def _sentencepiece_like(ids: list[int]) -> str:
+    """Decodes as SentencePiece does: each token is a word with a leading space, dropped at the start."""
+    return "".join(f" w{i}" for i in ids).removeprefix(" ")
+
+
+def test_held_back_text_keeps_its_leading_space_with_a_sentencepiece_tokenizer() -> None:
+    class WordReplicas(ScriptedReplicas):
+        async def start(self, request: GenerationRequest) -> AsyncIterator[OutputChunk]:
+            first_attempt = not self.requests
+            async for chunk in super().start(request):
+                # In the engine every word follows the prompt, so it keeps its space; the first replica
+                # holds all its text back (a possible stop-string start) and then dies.
+                chunk.text = "" if first_attempt else "".join(f" w{i}" for i in chunk.token_ids)
+                yield chunk
+
+    replicas = WordReplicas([("die_after", 3), ("ok",)])
+    request = GenerationRequest("req", PROMPT, SamplingSpec(max_tokens=6, temperature=0))
+
+    async def collect() -> list[OutputChunk]:
+        return [c async for c in resumable_generation(request, replicas.start, POLICY, lambda _: None,
+                                                      FailoverEvents(), _sentencepiece_like)]
+
+    chunks = asyncio.run(collect())
+    assert "".join(c.text for c in chunks) == "".join(f" w{i}" for i in _tokens(chunks))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from cluster.status_table import format_rows, replica_rows
+from cluster.status_table import format_rows, format_subscriber_rows, replica_rows, subscriber_rows
 from router.replica_stats import ReplicaRoutingStats
 from router.router_metrics import RouterMetrics
 
@@ -22,3 +22,14 @@ def test_rows_come_from_the_routers_replica_gauges() -> None:
     assert lines[0].split() == ["deployment/replica", "running", "waiting", "kv", "cache", "prefix", "hit", "health"]
     assert lines[1].split() == ["llm-m/r1", "3", "1", "42%", "75%", "healthy"]
     assert lines[2].split() == ["llm-m/r2", "0", "0", "0%", "-", "UNHEALTHY"]
+
+
+def test_the_kv_event_subscriber_line_says_whether_the_index_follows_the_engines() -> None:
+    registry = CollectorRegistry()
+    metrics = RouterMetrics(registry)
+    metrics.watch_subscriber("llm-a", lambda: True)
+    metrics.count_kv_event_trouble("llm-a", "decode")
+    metrics.watch_subscriber("llm-b", lambda: False)
+    lines = format_subscriber_rows(subscriber_rows(generate_latest(registry).decode()))
+    assert lines == ["KV events of llm-a: following the engines; survived: 1 decode",
+                     "KV events of llm-b: DOWN (the router's prefix index is frozen)"]

@@ -1,0 +1,117 @@
+"""KV events for routers on other nodes: the engine's events relayed over ZMQ CURVE.
+
+On its own node an engine publishes on a private Unix socket (engines/kv_events_endpoint.py). A router
+on another node (the ingress on the head, replicas on GPU nodes) can only reach it over the network, and
+the events carry every prompt's token ids. So with `engine.kv_events_network: cluster` the replica
+relays its engine's events onto a TCP socket on its node's address that speaks ZMQ's CURVE security:
+the stream is encrypted, and the relay accepts only subscribers that prove they hold the cluster's
+client key. Both key pairs are derived from the cluster's secret, Ray's authentication token (token
+mode, which `warmserve up` turns on), which every node of the cluster already holds; nothing else has to
+be distributed, and a process without the token can neither read the events nor subscribe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+
+SERVER_LABEL = b"warmserve kv-events relay server v1"
+CLIENT_LABEL = b"warmserve kv-events relay client v1"
+DEFAULT_TOKEN_PATH = Path.home() / ".ray" / "auth_token"
+
+
+class ClusterSecretError(RuntimeError):
+    """No cluster secret to derive the relay's keys from (Ray runs without token authentication)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CurveKeys:
+    public: bytes  # z85, 40 characters
+    secret: bytes
+
+
+def derive_keys(cluster_secret: bytes, label: bytes) -> CurveKeys:
+    """A CURVE key pair that only a holder of `cluster_secret` can compute."""
+    secret = z85.encode(hmac.new(cluster_secret, label, hashlib.sha256).digest())
+    return CurveKeys(zmq.curve_public(secret), secret)
+
+
+def cluster_secret() -> bytes:
+    """Ray's authentication token, where Ray itself looks for it."""
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if not token:
+        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or DEFAULT_TOKEN_PATH)
+        try:
+            token = path.read_text().strip()
+        except OSError:
+            token = ""
+    if not token:
+        raise ClusterSecretError(
+            "KV events across nodes (engine.kv_events_network: cluster) are encrypted with keys derived from "
+            "Ray's authentication token, and none was found (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+            f"{DEFAULT_TOKEN_PATH}): run Ray with RAY_AUTH_MODE=token, as `warmserve up` does")
+    return token.encode()
+
+
+class _OnlyClusterClients:
+    """ZAP credentials check: the one client key derived from the cluster secret."""
+
+    def __init__(self, client_public: bytes) -> None:
+        self._client_public = client_public
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return hmac.compare_digest(z85.encode(key) if len(key) == 32 else key, self._client_public)
+
+
+class KVEventsRelay:
+    """Forwards the engine's events from its local socket to a CURVE-secured PUB socket on `host`."""
+
+    def __init__(self, local_address: str, host: str, secret: bytes) -> None:
+        server, client = derive_keys(secret, SERVER_LABEL), derive_keys(secret, CLIENT_LABEL)
+        self._context = zmq.Context()
+        self._authenticator = ThreadAuthenticator(self._context)
+        self._authenticator.start()
+        self._authenticator.configure_curve_callback("*", credentials_provider=_OnlyClusterClients(client.public))
+        self._publisher = self._context.socket(zmq.PUB)
+        self._publisher.curve_secretkey = server.secret
+        self._publisher.curve_publickey = server.public
+        self._publisher.curve_server = True
+        self._publisher.linger = 0
+        port = self._publisher.bind_to_random_port(f"tcp://{host}")
+        self.address = f"tcp://{host}:{port}"
+        self._subscriber = self._context.socket(zmq.SUB)
+        self._subscriber.linger = 0
+        self._subscriber.subscribe(b"")
+        self._subscriber.connect(local_address)
+        self._thread = threading.Thread(target=self._forward, name="kv-events-relay", daemon=True)
+        self._thread.start()
+
+    def _forward(self) -> None:
+        try:
+            zmq.proxy(self._subscriber, self._publisher)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            self._subscriber.close()
+            self._publisher.close()
+
+    def close(self) -> None:
+        self._authenticator.stop()
+        self._context.term()  # ends the proxy, which closes its sockets
+        self._thread.join(timeout=5)
+
+
+def secure_subscriber(socket: zmq.Socket, secret: bytes) -> None:
+    """Make a SUB socket able to follow a relay of this cluster (before it connects)."""
+    client, server = derive_keys(secret, CLIENT_LABEL), derive_keys(secret, SERVER_LABEL)
+    socket.curve_secretkey = client.secret
+    socket.curve_publickey = client.public
+    socket.curve_serverkey = server.public

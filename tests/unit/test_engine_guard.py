@@ -1,0 +1,90 @@
+"""The engine guard on real processes: a killed 'replica' leaves no 'engine' behind, a live one keeps its."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from engines import engine_guard
+from engines.engine_processes import EngineProcesses
+
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+# A stand-in replica: starts a stubborn child (it ignores SIGTERM, as a busy vLLM engine core does),
+# prints the child's pid, then waits.
+REPLICA = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _start_replica() -> tuple[subprocess.Popen[str], int]:
+    replica = subprocess.Popen([sys.executable, "-c", REPLICA], stdout=subprocess.PIPE, text=True)
+    engine_pid = int(replica.stdout.readline())
+    return replica, engine_pid
+
+
+def _gone_within(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_killed_replicas_stubborn_engine_is_ended_by_the_guard() -> None:
+    replica, engine_pid = _start_replica()
+    guard = subprocess.Popen([sys.executable, "-I", engine_guard.__file__, "--watch", str(replica.pid),
+                              "--poll-s", "0.2"], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        time.sleep(1.0)  # the guard has seen the engine
+        os.kill(replica.pid, signal.SIGKILL)
+        replica.wait()
+        assert psutil.pid_exists(engine_pid)  # orphaned, and deaf to SIGTERM
+        assert _gone_within(engine_pid, 15), "the orphaned engine outlived its replica"
+        assert guard.wait(timeout=15) == 0
+        assert f"pid {engine_pid}" in guard.stderr.read()
+    finally:
+        for pid in (engine_pid, replica.pid, guard.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_the_guard_leaves_a_live_replicas_engine_alone() -> None:
+    replica, engine_pid = _start_replica()
+    guard = subprocess.Popen([sys.executable, "-I", engine_guard.__file__, "--watch", str(replica.pid),
+                              "--poll-s", "0.1"])
+    try:
+        time.sleep(1.0)
+        assert psutil.pid_exists(engine_pid) and guard.poll() is None
+    finally:
+        for pid in (engine_pid, replica.pid, guard.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        replica.wait()
+        guard.wait()
+
+
+def test_end_all_ends_what_the_engine_shutdown_left_and_the_guard() -> None:
+    processes = EngineProcesses()
+    processes.start_guard()
+    stubborn = subprocess.Popen([sys.executable, "-c", STUBBORN])
+    time.sleep(0.5)
+    guard = processes._guard
+    assert guard is not None
+    ended = processes.end_all()
+    assert any(f"pid {stubborn.pid}" in e for e in ended)
+    assert _gone_within(stubborn.pid, 10)  # reaped by end_all itself (it was this process's child)
+    assert guard.poll() is not None
