@@ -29,12 +29,16 @@ from typing import Any
 from cluster.batch_backoff import BackoffPolicy
 from cluster.batch_format import completion_tokens, succeeded
 from cluster.batch_input import BatchInput, InputError, read_input
+from cluster.batch_online import EndpointAuthError
 from cluster.batch_plan import cut_shards, pending_lines, prefix_sorted
 from cluster.batch_progress import Progress, summary
 from cluster.batch_store import ShardStore, StoreError, atomic_write, default_errors_path, write_errors_file
 from cluster.ray_control import use_token_auth
 from configs.loader import ConfigError, ConfigIssue
 from configs.schema import ClusterConfig, LLMModelConfig
+
+# Where online mode reads the endpoint's API key (a key on the command line would show in `ps` and job logs).
+API_KEY_ENV = "WARMSERVE_API_KEY"
 
 
 def _log(message: str) -> None:
@@ -62,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--endpoint", default=None,
                         help="online: the app's base URL (default: http://HOST:PORT from the config)")
     parser.add_argument("--concurrency", type=_positive, default=8, help="online: requests in flight")
+    parser.add_argument("--api-key-env", default=API_KEY_ENV,
+                        help=f"online: the environment variable holding the endpoint's API key (default: "
+                             f"{API_KEY_ENV}; with `ray job submit`, pass it in --runtime-env-json env_vars)")
     parser.add_argument("--max-attempts", type=_positive, default=8,
                         help="online: tries per request on 429/503/no answer")
     parser.add_argument("--request-timeout-s", type=float, default=600.0, help="online: per-request timeout")
@@ -159,7 +166,8 @@ class _Run:
         settings = OnlineSettings(endpoint=endpoint, concurrency=self.args.concurrency,
                                   shards_in_flight=self.args.shards_in_flight,
                                   request_timeout_s=self.args.request_timeout_s,
-                                  policy=BackoffPolicy(max_attempts=self.args.max_attempts))
+                                  policy=BackoffPolicy(max_attempts=self.args.max_attempts),
+                                  api_key=os.environ.get(self.args.api_key_env) or None)
         shards = cut_shards(self.pending, self.args.shard_size)
         _log(f"online: {len(self.pending)} requests in {len(shards)} shards to {endpoint} "
              f"(concurrency {self.args.concurrency})")
@@ -222,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return _run_job(args, config, model, batch_input, store, input_path, output, errors_path, started)
+    except EndpointAuthError as error:
+        print(f"[batch] {error}; set the key in ${args.api_key_env} (--api-key-env names another variable). "
+              f"Lines committed so far are kept; rerun to resume.", file=sys.stderr)
+        return 2
     finally:
         store.close()
 

@@ -5,6 +5,10 @@ router spreads requests over replicas by KV cache). At most `concurrency` reques
 503 (and 502/504, no answer at all) are retried after the server's `Retry-After` or an exponential
 backoff (`cluster.batch_backoff`); a request that still fails keeps the endpoint's last answer as its
 output line, so nothing is dropped silently. Shards are committed as they finish, through `on_shard`.
+
+An endpoint with API keys gets the job's key (`OnlineSettings.api_key`). A refused key (401, 403) says
+nothing about the request, only about the job's credentials: it is never committed as a line's answer
+(a resumed run would skip that line for good); the job stops with `EndpointAuthError` instead.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ from cluster.batch_input import BatchLine
 
 OnShard = Callable[[list[dict[str, Any]], float], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
+AUTH_FAILURES = (401, 403)
+
+
+class EndpointAuthError(RuntimeError):
+    """The endpoint refused the job's API key (or its absence): no line can succeed until it is fixed."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -32,6 +41,7 @@ class OnlineSettings:
     shards_in_flight: int = 2
     request_timeout_s: float = 600.0
     policy: BackoffPolicy = BackoffPolicy()
+    api_key: str | None = None  # sent as `Authorization: Bearer` (never logged)
 
 
 async def send_with_retries(client: httpx.AsyncClient, line: BatchLine, policy: BackoffPolicy,
@@ -54,6 +64,12 @@ async def send_with_retries(client: httpx.AsyncClient, line: BatchLine, policy: 
             log(f"{line.custom_id}: {type(error).__name__}, retry {attempt} in {wait_s:.1f} s")
             await sleep(wait_s)
             continue
+        if response.status_code in AUTH_FAILURES:
+            body = _body(response)
+            error = body.get("error") if isinstance(body, dict) else None
+            message = error.get("message") if isinstance(error, dict) else response.text[:200]
+            raise EndpointAuthError(f"the endpoint refused the job's credentials (HTTP {response.status_code}: "
+                                    f"{message})")
         if policy.should_retry(attempt, response.status_code):
             wait_s = policy.delay_s(attempt, response.headers.get("retry-after"), now())
             log(f"{line.custom_id}: HTTP {response.status_code}, retry {attempt} in {wait_s:.1f} s")
@@ -80,8 +96,9 @@ async def run_online(shards: list[list[BatchLine]], settings: OnlineSettings, on
     """
     slots = asyncio.Semaphore(settings.concurrency)
     limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
+    headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     async with httpx.AsyncClient(base_url=settings.endpoint.rstrip("/"), timeout=settings.request_timeout_s,
-                                 limits=limits, transport=transport) as client:
+                                 limits=limits, transport=transport, headers=headers) as client:
 
         async def one(line: BatchLine) -> dict[str, Any]:
             # The slot is held through backoff waits: an overloaded endpoint sees fewer requests, not more.

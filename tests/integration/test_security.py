@@ -140,3 +140,23 @@ def test_no_key_in_clear_travels_into_the_serve_app(serve_instance: None) -> Non
     shipped = cloudpickle.dumps(build_app(config, prepare_models(config)))
     assert OPEN.encode() not in shipped
     assert digest(OPEN) in shipped
+
+
+def test_online_batch_sends_the_jobs_key_and_never_commits_a_refusal(
+        secured_app: DeployedApp, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from cluster.batch import main as batch_main
+    from loadtests.batch_inputs import batch_lines, write_jsonl
+
+    source = write_jsonl(tmp_path / "in.jsonl", batch_lines(4, 8, seed=2, groups=2, model=secured_app.model))
+    output = tmp_path / "out.jsonl"
+    run = ["--config", "test-fake", "--mode", "online", "--endpoint", secured_app.root_url,
+           "--input", str(source), "--output", str(output)]
+    monkeypatch.delenv("WARMSERVE_API_KEY", raising=False)
+    assert batch_main(run) == 2  # no key: the job stops, naming the variable
+    assert not list((tmp_path / "out.jsonl.shards").glob("shard-*")), "a 401 was committed as an answer"
+    monkeypatch.setenv("WARMSERVE_API_KEY", OPEN)
+    assert batch_main(run) == 0
+    statuses = [json.loads(line)["response"]["status_code"] for line in output.read_text().splitlines()]
+    assert statuses == [200] * 4

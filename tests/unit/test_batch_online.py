@@ -11,7 +11,7 @@ import pytest
 
 from cluster.batch_backoff import BackoffPolicy, parse_retry_after
 from cluster.batch_input import BatchLine
-from cluster.batch_online import OnlineSettings, run_online, send_with_retries
+from cluster.batch_online import EndpointAuthError, OnlineSettings, run_online, send_with_retries
 
 
 def _line(i: int) -> BatchLine:
@@ -102,6 +102,29 @@ def test_when_retries_run_out_the_last_answer_is_the_output_line() -> None:
     assert endpoint.calls == 3 and len(slept) == 2
     response = shards[0][0]["response"]
     assert response["status_code"] == 503 and response["body"]["error"]["message"] == "busy"
+
+
+def test_a_refused_key_stops_the_job_and_is_never_committed_as_an_answer() -> None:
+    endpoint = FakeEndpoint(status=401)
+    with pytest.raises(EndpointAuthError, match="HTTP 401"):
+        _run(endpoint, [_line(i) for i in range(4)])
+
+
+def test_the_jobs_key_is_sent_as_a_bearer_token() -> None:
+    seen: list[str | None] = []
+
+    async def endpoint(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json={"usage": {"completion_tokens": 1}})
+
+    shards: list[list[dict]] = []
+
+    async def on_shard(records: list[dict], _: float) -> None:
+        shards.append(records)
+
+    asyncio.run(run_online([[_line(0)]], OnlineSettings(endpoint="http://fake", api_key="sk-batch-0123456789"),
+                           on_shard, transport=httpx.MockTransport(endpoint)))
+    assert seen == ["Bearer sk-batch-0123456789"] and shards[0][0]["response"]["status_code"] == 200
 
 
 def test_a_client_error_is_not_retried() -> None:
