@@ -83,7 +83,7 @@ class EngineWorker:
         else:
             from engines.vllm_engine import VLLMEngine
 
-            engine = VLLMEngine(self._model_path, self._model.engine, self._model.placement, kv_events_endpoint=None)
+            engine = VLLMEngine(self._model_path, self._model.engine, self._model.placement, kv_events=None)
             self._processes.start_guard()  # its processes never outlive this actor (engines/engine_guard.py)
         await engine.start()
         self._engine = engine

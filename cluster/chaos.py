@@ -22,6 +22,10 @@ from cluster.chaos_load import RequestOutcome, run_load
 # Faults land between these fractions of the reference run's duration: after streams have started, well
 # before they end, so they hit requests mid-stream.
 FAULT_WINDOW = (0.2, 0.6)
+# `--long-streams`: few streams that run for minutes, every one to `max_tokens` (EOS ignored), with the
+# fault early, so each resumed stream goes on far longer after it than any failover timeout or window.
+LONG_STREAMS = {"requests": 12, "concurrency": 12, "max_tokens": 1500}
+LONG_FAULT_WINDOW = (0.05, 0.1)
 
 
 @dataclass(slots=True)
@@ -64,20 +68,22 @@ def compare(reference: list[RequestOutcome], faulted: list[RequestOutcome], repo
 
 async def run_chaos(base_url: str, model: str, app: str, deployment: str, faults: list[FaultKind],
                     requests: int, concurrency: int, max_tokens: int, seed: int = 0,
-                    stall_s: float = 10.0) -> tuple[ChaosReport, list[RequestOutcome]]:
+                    stall_s: float = 10.0, long_streams: bool = False) -> tuple[ChaosReport, list[RequestOutcome]]:
     report = ChaosReport(requests)
+    window = LONG_FAULT_WINDOW if long_streams else FAULT_WINDOW
     loop = asyncio.get_running_loop()
     start = loop.time()
-    reference = await run_load(base_url, model, requests, concurrency, max_tokens)
+    reference = await run_load(base_url, model, requests, concurrency, max_tokens, ignore_eos=long_streams)
     report.reference_s = loop.time() - start
     broken = [o for o in reference if not o.ok]
     if broken:
         raise RuntimeError(f"the undisturbed run already failed {len(broken)} requests, e.g. {broken[0]}")
     rng = random.Random(seed)
     start = loop.time()
-    load = asyncio.create_task(run_load(base_url, model, requests, concurrency, max_tokens))
+    load = asyncio.create_task(run_load(base_url, model, requests, concurrency, max_tokens,
+                                        ignore_eos=long_streams))
     for kind in faults:
-        at = start + rng.uniform(*FAULT_WINDOW) * report.reference_s
+        at = start + rng.uniform(*window) * report.reference_s
         await asyncio.sleep(max(0.0, at - loop.time()))
         report.faults.append(await asyncio.to_thread(inject, kind, app, deployment, rng, stall_s))
         print(f"[warmserve] chaos: {report.faults[-1]}", file=sys.stderr)
@@ -97,13 +103,20 @@ def cmd_chaos(argv: list[str]) -> int:
     parser.add_argument("--url", default=None, help="OpenAI base URL (default: from the config's http)")
     parser.add_argument("--faults", default="engine_kill",
                         help=f"comma-separated, in order: {', '.join(FAULT_KINDS)}")
-    parser.add_argument("--requests", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--requests", type=int, default=None, help="default 50 (12 with --long-streams)")
+    parser.add_argument("--concurrency", type=int, default=None, help="default 50 (12 with --long-streams)")
+    parser.add_argument("--max-tokens", type=int, default=None, help="default 48 (1500 with --long-streams)")
+    parser.add_argument("--long-streams", action="store_true",
+                        help="streams that run for minutes to max_tokens, the fault early: each resumed stream "
+                             "must still arrive complete and unchanged")
     parser.add_argument("--stall-s", type=float, default=10.0, help="how long an engine_stall lasts")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the report and every outcome here")
     args = parser.parse_args(argv)
+    shape = LONG_STREAMS if args.long_streams else {"requests": 50, "concurrency": 50, "max_tokens": 48}
+    for name, default in shape.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
     unknown = sorted(set(faults) - set(FAULT_KINDS))
     if unknown:
@@ -124,7 +137,7 @@ def cmd_chaos(argv: list[str]) -> int:
     ray.init(address="auto", namespace=config.ray.namespace, log_to_driver=False)
     report, outcomes = asyncio.run(run_chaos(url, model.name, APP_NAME, llm_deployment_name(model.name),
                                              faults, args.requests, args.concurrency, args.max_tokens, args.seed,
-                                             args.stall_s))  # type: ignore[arg-type]
+                                             args.stall_s, args.long_streams))  # type: ignore[arg-type]
     print(report.summary())
     if args.json is not None:
         args.json.write_text(json.dumps({"report": asdict(report), "outcomes": [asdict(o) for o in outcomes]},

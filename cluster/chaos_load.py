@@ -36,9 +36,9 @@ def chaos_prompt(index: int) -> str:
 
 
 async def one_request(client: httpx.AsyncClient, base_url: str, model: str, index: int,
-                      max_tokens: int) -> RequestOutcome:
+                      max_tokens: int, ignore_eos: bool = False) -> RequestOutcome:
     body = {"model": model, "messages": [{"role": "user", "content": chaos_prompt(index)}],
-            "max_tokens": max_tokens, "temperature": 0, "stream": True}
+            "max_tokens": max_tokens, "temperature": 0, "stream": True, "ignore_eos": ignore_eos}
     start = time.monotonic()
     text: list[str] = []
     finish = replica = error = None
@@ -71,13 +71,13 @@ async def one_request(client: httpx.AsyncClient, base_url: str, model: str, inde
 
 
 async def run_load(base_url: str, model: str, requests: int, concurrency: int, max_tokens: int,
-                   timeout_s: float = 600.0) -> list[RequestOutcome]:
+                   timeout_s: float = 3600.0, ignore_eos: bool = False) -> list[RequestOutcome]:
     """`requests` requests, at most `concurrency` at once; every one gets an outcome (nothing is dropped)."""
     limit = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
         async def bounded(index: int) -> RequestOutcome:
             async with limit:
-                return await one_request(client, base_url, model, index, max_tokens)
+                return await one_request(client, base_url, model, index, max_tokens, ignore_eos)
 
         return list(await asyncio.gather(*(bounded(i) for i in range(requests))))

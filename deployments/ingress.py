@@ -187,8 +187,8 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
         body = await parse_traced(request, ChatCompletionRequest)
 
         async def answer(served: ServedModel) -> Response:  # versions may differ in tokenizer and limits
-            prompt = chat_prompt_ids(served.tokenizer, body)
-            return await self._complete(served, body, prompt, body.effective_max_tokens(), "messages", CHAT, request)
+            return await self._complete(served, body, lambda: chat_prompt_ids(served.tokenizer, body),
+                                        body.effective_max_tokens(), "messages", CHAT, request)
 
         return await self._versioned(body.model, request, body.user, answer)
 
@@ -200,17 +200,33 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
         body = await parse_traced(request, CompletionRequest)
 
         async def answer(served: ServedModel) -> Response:
-            prompt = completion_prompt_ids(served.tokenizer, body)
-            return await self._complete(served, body, prompt, body.effective_max_tokens(), "prompt", COMPLETION,
-                                        request)
+            return await self._complete(served, body, lambda: completion_prompt_ids(served.tokenizer, body),
+                                        body.effective_max_tokens(), "prompt", COMPLETION, request)
 
         return await self._versioned(body.model, request, body.user, answer)
 
     async def _complete(self, served: ServedModel, body: ChatCompletionRequest | CompletionRequest,
-                        prompt: list[int], requested_max_tokens: int | None, prompt_param: str,
-                        framing: Framing, http_request: Request) -> Response:
+                        encode_prompt: Callable[[], list[int]], requested_max_tokens: int | None,
+                        prompt_param: str, framing: Framing, http_request: Request) -> Response:
         limits = served.config.limits
         check_sampling_limits(body, limits.max_n, limits.max_stop_sequences, limits.max_stop_length_chars)
+        # Admitted (or refused, 429/503 with Retry-After) before the chat template and the tokenizer run:
+        # under overload the requests beyond the bound cost a JSON parse each, not a tokenization, so they
+        # are refused at once however many arrive together.
+        key_name = api_key_name(http_request.scope)
+        client = client_identity(http_request.headers.get("authorization"), body.user, key_name)
+        ticket = served.admission.admit(client, body.n)
+        try:
+            return await self._complete_admitted(served, body, encode_prompt(), requested_max_tokens,
+                                                 prompt_param, framing, ticket, key_name)
+        except BaseException:
+            ticket.release()
+            raise
+
+    async def _complete_admitted(self, served: ServedModel, body: ChatCompletionRequest | CompletionRequest,
+                                 prompt: list[int], requested_max_tokens: int | None, prompt_param: str,
+                                 framing: Framing, ticket: AdmissionTicket, key_name: str | None) -> Response:
+        limits = served.config.limits
         check_token_bounds(limits, len(prompt), requested_max_tokens, prompt_param)
         max_tokens = resolve_max_tokens(requested_max_tokens, len(prompt), served.config.engine.max_model_len,
                                         limits.max_tokens_default, prompt_param)
@@ -225,26 +241,14 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
             )
             for i in range(body.n)
         ]
-        # Refused here, at once, when the model, this client or its API key is over a bound (429/503,
-        # Retry-After). The key's tokens are reserved for the most the request may use, settled at its end.
-        key_name = api_key_name(http_request.scope)
+        # The key's tokens are reserved for the most the request may use (429 beyond its budget), settled
+        # when the ticket is released at the request's end.
         limiter = key_limiter(key_name)
         settle_tokens = None if limiter is None else limiter.reserve_tokens(len(prompt) + body.n * max_tokens)
-        client = client_identity(http_request.headers.get("authorization"), body.user, key_name)
-        try:
-            ticket = served.admission.admit(client, body.n)
-        except APIError:
-            if settle_tokens is not None:
-                settle_tokens(0)
-            raise
         usage = Usage()
         if settle_tokens is not None:
             ticket.on_release = lambda: settle_tokens(usage.prompt_tokens + usage.completion_tokens)
-        try:
-            return await self._run(served, body, requests, request_id, framing, ticket, usage)
-        except BaseException:
-            ticket.release()
-            raise
+        return await self._run(served, body, requests, request_id, framing, ticket, usage)
 
     async def _run(self, served: ServedModel, body: ChatCompletionRequest | CompletionRequest,
                    requests: list[GenerationRequest], request_id: str, framing: Framing,

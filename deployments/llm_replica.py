@@ -22,14 +22,14 @@ from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
 from configs.observability_schema import ObservabilityConfig
 from configs.schema import LLMModelConfig
 from deployments.llm_autoscaling import KV_CACHE_USAGE, TTFT_S
-from deployments.replica_failures import ReplicaEngineDeadError, raise_injected_error
+from deployments.replica_failures import ReplicaEndedRequestError, ReplicaEngineDeadError, raise_injected_error
 from deployments.request_logging import bind_request, configure_logging
 from deployments.tracing import configure_tracing
 from engines.engine_processes import EngineProcesses
 from engines.fake_engine import FakeLLMEngine
 from engines.kv_events_endpoint import KVEventsEndpoint
 from engines.kv_events_relay import KVEventsRelay, cluster_secret
-from engines.protocol import EngineDeadError, LLMEngine
+from engines.protocol import EngineDeadError, EngineEndedRequestError, LLMEngine
 from engines.tokenizer import PromptTokenizer
 from engines.trace_context import context_from_carrier, trace_id_of, tracer
 from engines.types import EngineStats, GenerationRequest, OutputChunk
@@ -58,12 +58,10 @@ def _node_address() -> str:
 
 def make_engine(model: LLMModelConfig, model_path: Path, kv_events: KVEventsEndpoint | None,
                 replica_id: str = "local") -> LLMEngine:
-    endpoint = kv_events.address if kv_events is not None else None
     if model.engine.kind == "fake":
         tokenizer = PromptTokenizer(model_path)
-        return FakeLLMEngine(model.engine, detokenize=tokenizer.decode, kv_events_endpoint=endpoint,
-                             replica_id=replica_id)
-    return VLLMEngine(model_path, model.engine, model.placement, kv_events_endpoint=endpoint)
+        return FakeLLMEngine(model.engine, detokenize=tokenizer.decode, kv_events=kv_events, replica_id=replica_id)
+    return VLLMEngine(model_path, model.engine, model.placement, kv_events=kv_events)
 
 
 def _own_replica_id() -> str:
@@ -160,6 +158,9 @@ class LLMReplica:
         except EngineDeadError as error:
             span.set_status(Status(StatusCode.ERROR, "engine dead"))
             raise self._dead(str(error)) from None
+        except EngineEndedRequestError as error:  # this request only: the ingress moves it elsewhere
+            span.set_status(Status(StatusCode.ERROR, "ended by the engine"))
+            raise ReplicaEndedRequestError(f"replica {self._replica_id}: {error}", self._replica_id) from None
         finally:
             self._in_flight -= 1
             _end_generation_span(span, tokens, finish)
@@ -188,6 +189,7 @@ class LLMReplica:
         return ReplicaRoutingStats(
             num_running=stats.num_running, num_waiting=stats.num_waiting, kv_cache_usage=stats.kv_cache_usage,
             kv_events_endpoint=stats.kv_events_endpoint, node_id=self._node_id,
+            kv_events_replay_endpoint=self._kv_events.replay_address if stats.kv_events_endpoint else None,
             kv_events_remote_endpoint=self._kv_events_relay.address if self._kv_events_relay else None,
             block_size=self._engine.block_size,
             engine_healthy=self._engine_dead is None, reported_at=time.time(),

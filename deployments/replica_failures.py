@@ -12,7 +12,7 @@ import logging
 import random
 
 from deployments.errors import APIError, internal_error, service_unavailable
-from engines.protocol import EngineDeadError
+from engines.protocol import EngineDeadError, EngineEndedRequestError
 
 logger = logging.getLogger("warmserve.ingress")
 
@@ -20,6 +20,18 @@ logger = logging.getLogger("warmserve.ingress")
 class ReplicaEngineDeadError(EngineDeadError):
     """Raised by a replica whose engine died: names the replica so the ingress can exclude it from
     routing even when the failure came before the first token (which carries the replica's id)."""
+
+    def __init__(self, message: str, replica_id: str) -> None:
+        super().__init__(message)
+        self.replica_id = replica_id
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (str(self), self.replica_id))
+
+
+class ReplicaEndedRequestError(EngineEndedRequestError):
+    """Raised by a replica whose engine ended one request on its own (engines.protocol): the request
+    moves to another replica; the replica itself stays in service."""
 
     def __init__(self, message: str, replica_id: str) -> None:
         super().__init__(message)
@@ -52,7 +64,7 @@ def is_replica_failure(error: BaseException) -> bool:
     # Serve maps a replica that is gone to RayActorError (ActorDiedError, ActorUnavailableError); with
     # handle calls over gRPC (throughput-optimized mode) a broken channel surfaces as an AioRpcError.
     return isinstance(cause, (RayActorError, ConnectionError, grpc.aio.AioRpcError, EngineDeadError,
-                              StreamStalledError)) or isinstance(error, (RayActorError, grpc.aio.AioRpcError))
+                              EngineEndedRequestError, StreamStalledError)) or isinstance(error, (RayActorError, grpc.aio.AioRpcError))
 
 
 def failed_replica_id(error: BaseException) -> str | None:

@@ -8,9 +8,9 @@ does, and publishes BlockStored / BlockRemoved events over ZMQ in vLLM's wire fo
 
 Fault injection for failover tests: with `engine.fake_fault_dir` set, a request that starts while
 `<dir>/<replica id>.json` exists consumes that file, `{"die_after_tokens": N}` or
-`{"stall_after_tokens": N, "stall_s": S}`, and after N of its tokens the whole engine dies (every
-stream raises `EngineDeadError`, as vLLM's do when its engine-core process is killed) or stops emitting
-for S seconds.
+`{"stall_after_tokens": N, "stall_s": S}` or `{"error_after_tokens": N}`, and after N of its tokens the
+whole engine dies (every stream raises `EngineDeadError`, as vLLM's do when its engine-core process is
+killed), stops emitting for S seconds, or ends that one request with vLLM's `error` finish reason.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from collections.abc import AsyncIterator, Callable
 from configs.schema import EngineConfig
 from engines.block_hash import chained_block_hashes
 from engines.kv_event_codec import encode_payload, encode_seq
-from engines.protocol import EngineDeadError
+from engines.kv_event_replay import ReplayServer
+from engines.kv_events_endpoint import KVEventsEndpoint
+from engines.protocol import EngineDeadError, served_finish_reason
 from engines.types import (
     EngineStats,
     GenerationRequest,
@@ -42,7 +44,7 @@ DEFAULT_CAPACITY_BLOCKS = 4096
 
 
 class FakeLLMEngine:
-    def __init__(self, engine: EngineConfig, detokenize: Detokenize, kv_events_endpoint: str | None = None,
+    def __init__(self, engine: EngineConfig, detokenize: Detokenize, kv_events: KVEventsEndpoint | None = None,
                  capacity_blocks: int = DEFAULT_CAPACITY_BLOCKS, replica_id: str = "local") -> None:
         self.block_size = engine.block_size
         self.max_model_len = engine.max_model_len
@@ -55,7 +57,8 @@ class FakeLLMEngine:
         self._aborted: set[str] = set()
         self._queried_tokens = 0
         self._hit_tokens = 0
-        self._kv_events_endpoint = kv_events_endpoint if engine.kv_events else None
+        self._kv_events = kv_events if engine.kv_events else None
+        self._replay: ReplayServer | None = None
         self._publisher = None
         self._seq = 0
         self._dead = False
@@ -64,20 +67,23 @@ class FakeLLMEngine:
 
     @property
     def kv_events_endpoint(self) -> str | None:
-        return self._kv_events_endpoint
+        return self._kv_events.address if self._kv_events else None
 
     async def start(self) -> None:
-        if self._kv_events_endpoint:
+        if self._kv_events is not None:
             import zmq
 
             self._publisher = zmq.Context.instance().socket(zmq.PUB)
-            self._publisher.bind(self._kv_events_endpoint)
+            self._publisher.bind(self._kv_events.address)
+            self._replay = ReplayServer(self._kv_events.replay_address)
 
     def _publish(self, events: list[KVEvent]) -> None:
         if self._publisher is None or not events:
             return
         payload = encode_payload(KVEventBatch(seq=self._seq, timestamp_s=time.time(), events=events))
         self._publisher.send_multipart([b"", encode_seq(self._seq), payload])
+        if self._replay is not None:
+            self._replay.keep(self._seq, payload)
         self._seq += 1
 
     def _cache_prompt(self, prompt: list[int]) -> int:
@@ -155,8 +161,9 @@ class FakeLLMEngine:
         try:
             for step in range(spec.max_tokens):
                 if request.request_id in self._aborted:
-                    yield self._chunk(request, [], "", "abort", cached)
-                    return
+                    served_finish_reason("abort")  # raises: the engine ended it, as vLLM's abort does
+                if step == fault.get("error_after_tokens"):
+                    served_finish_reason("error")  # raises: vLLM's retryable request-level error
                 await self._step(fault, step)
                 token = _middle_token(prompt, generated) if greedy else rng.choice(prompt)
                 generated.append(token)
@@ -207,6 +214,9 @@ class FakeLLMEngine:
         if self._publisher is not None:
             self._publisher.close(linger=0)
             self._publisher = None
+        if self._replay is not None:
+            self._replay.close()
+            self._replay = None
 
 
 def _middle_token(prompt: list[int], generated: list[int]) -> int:

@@ -17,6 +17,11 @@ from engines.types import KVAllBlocksCleared, KVBlockRemoved, KVBlockStored, KVE
 BlockHash = int | bytes
 
 
+# vLLM's replay protocol (its publisher's ROUTER socket): a request is `[b"", start seq]`; each answer is
+# `[b"", topic, seq, payload]` for every buffered batch from that seq on, then `[b"", b"", END_SEQ, b""]`.
+REPLAY_END_SEQ = (-1).to_bytes(8, "big", signed=True)
+
+
 class KVEventDecodeError(ValueError):
     """A message that is not a well-formed KV event batch; the subscriber drops it and resyncs."""
 

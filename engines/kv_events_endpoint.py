@@ -3,7 +3,9 @@
 `BlockStored` events carry the token ids of every cached block, so the stream holds every prompt and
 completion the engine serves. It is therefore never put on the network: the engine binds an `ipc://`
 socket in a fresh 0700 folder, and routers on the same node (the ingress replicas) connect to it through
-the file system. vLLM's publisher binds `ipc://` endpoints itself (it connects to plain tcp ones).
+the file system. vLLM's publisher binds `ipc://` endpoints itself (it connects to plain tcp ones). Beside
+it, the publisher's replay socket (vLLM's ROUTER, which answers "every batch since seq N" from a buffer of
+recent steps) lets a router that joined late or lost messages rebuild its view of the cache.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class KVEventsEndpoint:
         # mkdtemp makes the folder readable, writable and searchable by its owner only (0700).
         self._folder = Path(tempfile.mkdtemp(prefix="warmserve-kv-"))
         self.address = f"{IPC_PREFIX}{self._folder / 'events.sock'}"
+        self.replay_address = f"{IPC_PREFIX}{self._folder / 'replay.sock'}"
 
     def close(self) -> None:
         shutil.rmtree(self._folder, ignore_errors=True)

@@ -5,11 +5,27 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
-from engines.types import EngineStats, GenerationRequest, OutputChunk
+from engines.types import EngineStats, FinishReason, GenerationRequest, OutputChunk
 
 
 class EngineDeadError(RuntimeError):
     """The engine cannot serve any more requests; the replica must be replaced."""
+
+
+class EngineEndedRequestError(RuntimeError):
+    """The engine ended one request on its own while its caller still wanted it: vLLM's `abort` finish
+    from the engine's side (the caller's own aborts never reach it), or `error`, a retryable
+    request-level failure such as a failed KV load. Another replica can serve the request."""
+
+
+def served_finish_reason(reason: str | None) -> FinishReason | None:
+    """An engine's finish reason as a client sees it; raises `EngineEndedRequestError` for the reasons
+    that mean the request did not finish (the ingress then fails it over)."""
+    if reason is None or reason in ("stop", "length"):
+        return reason  # type: ignore[return-value]
+    if reason == "repetition":  # vLLM cut a repetitive generation short: the model stopped, as far as a client knows
+        return "stop"
+    raise EngineEndedRequestError(f"the engine ended the request itself (finish reason {reason!r})")
 
 
 @runtime_checkable

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from configs.schema import EngineConfig, PlacementConfig
+from engines.kv_events_endpoint import KVEventsEndpoint
 from engines.placement import executor_backend
 from engines.platform import resolve_dtype
 from engines.process_priority import set_child_niceness, set_own_niceness
-from engines.protocol import EngineDeadError
+from engines.protocol import EngineDeadError, served_finish_reason
 from engines.types import EngineStats, GenerationRequest, OutputChunk
 
 logger = logging.getLogger("warmserve.engine")
@@ -75,15 +76,16 @@ class VLLMEngine:
     """One vLLM `AsyncLLM` with prefix caching and (optionally) KV events published over ZMQ."""
 
     def __init__(self, model_path: Path, engine: EngineConfig, placement: PlacementConfig,
-                 kv_events_endpoint: str | None) -> None:
+                 kv_events: KVEventsEndpoint | None) -> None:
         self._model_path = model_path
         self._config = engine
         self._placement = placement
         self.block_size = engine.block_size
         self.max_model_len = engine.max_model_len
-        # An `ipc://` endpoint (engines/kv_events_endpoint.py): vLLM's publisher binds it, and it is
+        # `ipc://` endpoints (engines/kv_events_endpoint.py): vLLM's publisher binds them, and they are
         # reachable only through the file system, never the network.
-        self._kv_events_endpoint = kv_events_endpoint if engine.kv_events else None
+        self._kv_events = kv_events if engine.kv_events else None
+        self._kv_events_endpoint = self._kv_events.address if self._kv_events else None
         self._snapshot = _SchedulerSnapshot()
         self._llm: Any = None
 
@@ -96,9 +98,10 @@ class VLLMEngine:
         # One worker ("uni"): None lets vLLM pick its in-process executor, as it always did here.
         backend = executor_backend(cfg, self._placement)
         kv_events = None
-        if self._kv_events_endpoint:
+        if self._kv_events is not None:
             kv_events = KVEventsConfig(enable_kv_cache_events=True, publisher="zmq",
-                                       endpoint=self._kv_events_endpoint)
+                                       endpoint=self._kv_events.address,
+                                       replay_endpoint=self._kv_events.replay_address)
         return AsyncEngineArgs(
             model=str(self._model_path),
             tokenizer=str(self._model_path),
@@ -172,7 +175,7 @@ class VLLMEngine:
                     request_id=request.request_id,
                     token_ids=list(completion.token_ids),
                     text=completion.text,
-                    finish_reason=_map_finish_reason(finish),
+                    finish_reason=served_finish_reason(finish),
                     num_prompt_tokens=num_prompt_tokens,
                     num_cached_prompt_tokens=cached,
                     stop_reason=completion.stop_reason if output.finished else None,
@@ -214,8 +217,3 @@ class VLLMEngine:
             self._llm.shutdown()
             self._llm = None
 
-
-def _map_finish_reason(reason: str | None) -> Any:
-    if reason is None:
-        return None
-    return reason if reason in ("stop", "length") else "abort"

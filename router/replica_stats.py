@@ -18,6 +18,8 @@ class ReplicaRoutingStats:
     kv_cache_usage: float = 0.0  # 0..1
     kv_events_endpoint: str | None = None  # ipc:// socket of the engine's KV event publisher
     node_id: str | None = None  # the Ray node of the replica (and of that socket)
+    # ipc:// replay socket of the same publisher (vLLM's replay protocol), beside it on that node
+    kv_events_replay_endpoint: str | None = None
     # tcp:// relay of those events for routers on other nodes (CURVE, engines/kv_events_relay.py), if any
     kv_events_remote_endpoint: str | None = None
     block_size: int | None = None
@@ -39,6 +41,7 @@ class ReplicaRoutingStats:
         endpoint = raw.get("kv_events_endpoint")
         node_id = raw.get("node_id")
         remote = raw.get("kv_events_remote_endpoint")
+        replay = raw.get("kv_events_replay_endpoint")
         block_size = raw.get("block_size")
         reported_at = raw.get("reported_at")
         hit_rate = raw.get("prefix_cache_hit_rate")
@@ -49,6 +52,7 @@ class ReplicaRoutingStats:
             kv_events_endpoint=endpoint if isinstance(endpoint, str) else None,
             node_id=node_id if isinstance(node_id, str) else None,
             kv_events_remote_endpoint=remote if isinstance(remote, str) else None,
+            kv_events_replay_endpoint=replay if isinstance(replay, str) else None,
             block_size=int(block_size) if isinstance(block_size, int) else None,
             engine_healthy=raw.get("engine_healthy", True) is not False,
             reported_at=float(reported_at) if isinstance(reported_at, (int, float)) else None,

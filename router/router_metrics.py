@@ -50,9 +50,10 @@ class RouterMetrics:
             "applying it", ("deployment",), buckets=KV_EVENT_LAG_BUCKETS_S, registry=registry)
         self.kv_event_errors = Counter(
             "warmserve_kv_event_errors",
-            "KV event trouble the router's subscriber survived: decode (a malformed message, dropped), apply "
-            "(applying a batch to the index failed), connect (an endpoint it cannot follow), restart (its "
-            "loop restarted on fresh sockets)", ("deployment", "kind"), registry=registry)
+            "KV event trouble the router survived: gap (lost messages; the replica's entries were reset and "
+            "replayed), decode (a malformed message, dropped), apply (applying a batch to the index failed), "
+            "connect (an endpoint it cannot follow), replay (a replay without a complete answer), restart "
+            "(the subscriber's loop restarted on fresh sockets)", ("deployment", "kind"), registry=registry)
         self.kv_event_subscriber_up = Gauge(
             "warmserve_kv_event_subscriber_up",
             "1 while the router's KV event subscriber thread runs; 0 means its prefix index no longer "

@@ -96,6 +96,8 @@ def record_replica_gauges(deployment: str, exclusion_key: str, replicas: list[Ru
     for key in gone:
         recorder.remove_replica(deployment, key)
 
+# The least time between two replays of one replica's KV events (after sequence gaps).
+RESYNC_MIN_INTERVAL_S = 5.0
 
 def kv_event_source(stats: ReplicaRoutingStats, own_node_id: str | None) -> KVEventSource | None:
     """Where this router reads a replica's KV events: the engine's local socket on the same node, its
@@ -103,7 +105,7 @@ def kv_event_source(stats: ReplicaRoutingStats, own_node_id: str | None) -> KVEv
     if stats.kv_events_endpoint is None:
         return None
     if stats.node_id is None or own_node_id is None or stats.node_id == own_node_id:
-        return KVEventSource(stats.kv_events_endpoint)
+        return KVEventSource(stats.kv_events_endpoint, replay=stats.kv_events_replay_endpoint)
     if stats.kv_events_remote_endpoint is not None:
         return KVEventSource(stats.kv_events_remote_endpoint, secure=True)
     return None
@@ -146,6 +148,7 @@ class KVAwareRequestRouter(RequestRouter):
         self._exclude_s = exclude_s
         self._cache_dropped: set[str] = set()  # excluded replicas whose index entries are already gone
         self._node_id = _own_node_id()
+        self._last_resync: dict[str, float] = {}  # replica -> when a replay was last asked for
         self._remote_replicas_told: set[str] = set()
 
     # ---- replica set and stats -------------------------------------------------------------------
@@ -208,12 +211,22 @@ class KVAwareRequestRouter(RequestRouter):
         self._owners.forget_replica(replica_key)
         self._metrics.remove_replica(self._deployment_name, replica_key)
 
+    def _ask_resync(self, replica_key: str) -> None:
+        """Replay the replica's buffered events, at most once per RESYNC_MIN_INTERVAL_S (a publisher that
+        keeps dropping messages must not turn every batch into a replay)."""
+        now = time.monotonic()
+        if self._subscriber is None or now - self._last_resync.get(replica_key, -1e9) < RESYNC_MIN_INTERVAL_S:
+            return
+        self._last_resync[replica_key] = now
+        self._subscriber.request_resync(replica_key)
+
     def _ensure_subscriber(self) -> KVEventSubscriber:
         if self._subscriber is None:
             deployment = self._deployment_name
             self._subscriber = KVEventSubscriber(
                 self._on_batch_from_thread,
-                on_trouble=lambda kind: self._metrics.count_kv_event_trouble(deployment, kind))
+                on_trouble=lambda kind: self._metrics.count_kv_event_trouble(deployment, kind),
+                on_replay=self._on_replay_from_thread)
             self._metrics.watch_subscriber(deployment, lambda: self._subscriber is not None and self._subscriber.alive)
             self._subscriber.start()
         return self._subscriber
@@ -222,6 +235,12 @@ class KVAwareRequestRouter(RequestRouter):
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._apply_batch, replica_key, batch)
+
+    def _on_replay_from_thread(self, replica_key: str) -> None:
+        """A replay of the replica's buffered events follows: what the index holds for it is superseded."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._index.reset_replica, replica_key)
 
     def _apply_batch(self, replica_key: str, batch: KVEventBatch) -> None:
         try:
@@ -232,7 +251,11 @@ class KVAwareRequestRouter(RequestRouter):
 
     def _apply_batch_unguarded(self, replica_key: str, batch: KVEventBatch) -> None:
         if replica_key in self._live_keys:  # late events of a removed replica: ignore
+            resets = self._index.reset_count(replica_key)
             self._index.apply(replica_key, batch)
+            if self._index.reset_count(replica_key) > resets:  # a sequence gap: the view of it was reset
+                self._metrics.count_kv_event_trouble(self._deployment_name, "gap")
+                self._ask_resync(replica_key)
             self._load.observe_kv_events(replica_key, batch)  # stored blocks: that prefill is done
             # Lag until the index knows: publishing, transport, decoding and the hop onto this loop.
             self._metrics.observe_kv_event_lag(self._deployment_name, time.time() - batch.timestamp_s)
@@ -251,7 +274,10 @@ class KVAwareRequestRouter(RequestRouter):
         usable = usable_replicas(self._exclusion_key, candidate_replicas)
         self._drop_cache_state_of(r.replica_id.unique_id for r in candidate_replicas if r not in usable)
         if self._cache_dropped:  # readmitted replicas: a later exclusion drops their state again
-            self._cache_dropped.difference_update(r.replica_id.unique_id for r in usable)
+            readmitted = self._cache_dropped.intersection(r.replica_id.unique_id for r in usable)
+            self._cache_dropped.difference_update(readmitted)
+            for replica_key in readmitted:  # what it still caches comes back from its publisher's replay
+                self._ask_resync(replica_key)
         candidate_replicas = usable
         if routing is None or not candidate_replicas:
             return [candidate_replicas] if candidate_replicas else []

@@ -27,7 +27,7 @@ def test_vllm_engine_on_gpu_answers_paris(quantization: str | None) -> None:
     prompt = PromptTokenizer(path).encode_chat([{"role": "user", "content": "What is the capital of France?"}])
 
     async def run() -> str:
-        engine = VLLMEngine(path, model.engine, model.placement, kv_events_endpoint=None)
+        engine = VLLMEngine(path, model.engine, model.placement, kv_events=None)
         await engine.start()
         try:
             request = GenerationRequest("gpu-1", prompt, SamplingSpec(max_tokens=32, temperature=0))

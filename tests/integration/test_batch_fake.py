@@ -60,6 +60,7 @@ def test_offline_resume_runs_only_what_is_not_committed(serve_instance: None, re
     store.open(requests_file, read_input(requests_file).sha256)
     earlier = [response_line(f"req-{i:05d}", 200, "earlier", {"usage": {"completion_tokens": 1}}) for i in (0, 7, 9)]
     store.commit(earlier)
+    store.close()  # that earlier run ended
     assert main(["--config", "test-fake", "--input", str(requests_file), "--output", str(output),
                  "--shard-size", "8"]) == 0
     lines = [json.loads(line) for line in output.read_text().splitlines()]

@@ -101,7 +101,7 @@ def _replica_ids(app: DeployedApp, timeout_s: float = 60) -> list[str]:
     raise AssertionError(f"only saw replicas {seen}")
 
 
-def _wait_for_replacement(app: DeployedApp, victim: str, timeout_s: float = 120) -> None:
+def _wait_for_replacement(app: DeployedApp, victim: str, timeout_s: float = 120, app_name: str = "failover") -> None:
     """Serve stopped the failed replica and runs two healthy ones again. Serve lists a replica with a dead
     engine as RUNNING until its health check has failed a few times, so the victim's actor must be gone
     first: a test that starts earlier finds it still in routing."""
@@ -111,19 +111,19 @@ def _wait_for_replacement(app: DeployedApp, victim: str, timeout_s: float = 120)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            ray.get_actor(f"SERVE_REPLICA::failover#llm-tiny-fake#{victim}", namespace="serve")
+            ray.get_actor(f"SERVE_REPLICA::{app_name}#llm-tiny-fake#{victim}", namespace="serve")
         except ValueError:
             break
         time.sleep(0.5)
     else:
         raise AssertionError(f"replica {victim} was never stopped")
     while time.monotonic() < deadline:
-        status = serve.status().applications["failover"]
+        status = serve.status().applications[app_name]
         replicas = status.deployments["llm-tiny-fake"].replica_states
         if status.status == "RUNNING" and replicas.get("RUNNING", 0) == 2 and len(replicas) == 1:
             return
         time.sleep(0.5)
-    raise AssertionError(f"app did not recover: {serve.status().applications['failover']}")
+    raise AssertionError(f"app did not recover: {serve.status().applications[app_name]}")
 
 
 def _check_all_identical(results: list[dict], expected: list[str]) -> int:
@@ -229,62 +229,89 @@ def test_stalled_replica_is_left_and_its_streams_resume(failover_app: DeployedAp
     assert elapsed < 20, f"requests waited out the stall ({elapsed:.1f} s) instead of moving"
 
 
-def test_a_resumed_stream_runs_to_its_end_past_the_retry_window(serve_instance: None, tmp_path: Path) -> None:
+def test_a_request_the_engine_ends_with_an_error_moves_and_its_replica_stays(
+        failover_app: DeployedApp, fault_dir: Path, undisturbed: list[str]) -> None:
+    """vLLM's `error` finish (a retryable request-level failure) is failed over like a broken stream, not
+    passed to the client as an answer; the replica, whose engine is fine, stays in service."""
+    for leftover in fault_dir.glob("*.json"):
+        leftover.unlink()
+    victim = _replica_ids(failover_app)[0]
+    (fault_dir / f"{victim}.json").write_text(json.dumps({"error_after_tokens": 10}))
+    results = asyncio.run(_burst(failover_app))
+    assert _check_all_identical(results, undisturbed) >= 1
+    moved = [r["failover"] for r in results if r["failover"]]
+    assert all(f["failed_replicas"] == [victim] for f in moved), moved
+    assert victim in _replica_ids(failover_app)  # still serving: no replacement was needed
+
+
+@pytest.fixture(scope="module")
+def window_app(serve_instance: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DeployedApp, Path]]:
+    """A 1 s retry window, 20 ms tokens, and replicas that hold 6 requests each (the rest queue)."""
+    from ray import serve
+
+    faults = tmp_path_factory.mktemp("window-faults")
+    yield deploy_profile("test-fake", "failover-window", "/failover-window", model_overrides={
+        "engine": {"fake_token_latency_s": 0.02, "fake_fault_dir": str(faults)},
+        "failover": {"retry_window_s": 1.0, "retry_backoff_s": 0.0, "exclude_s": 20.0},
+        "max_ongoing_requests": 6,
+    }), faults
+    serve.delete("failover-window")
+
+
+async def _long_streams(app: DeployedApp, count: int = 6, max_tokens: int = 200) -> list[dict]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        return await asyncio.gather(*(_stream(client, app, i, max_tokens=max_tokens) for i in range(count)))
+
+
+def test_ready_answers_at_once_while_every_replica_is_busy(window_app: tuple[DeployedApp, Path]) -> None:
+    """A busy, healthy cluster is ready: /ready reads the replica states Serve reports instead of queueing
+    a probe behind the requests that fill every replica (6 each: 12 streams of ~6 s)."""
+    app, _ = window_app
+    assert httpx.get(f"{app.root_url}/ready", timeout=30).status_code == 200
+
+    async def busy_then_probe() -> list[tuple[int, float]]:
+        load = asyncio.create_task(_long_streams(app, count=12, max_tokens=300))
+        await asyncio.sleep(1.0)  # every replica full, the rest queued
+        probes = []
+        async with httpx.AsyncClient(timeout=30) as client:
+            for _ in range(4):
+                start = time.monotonic()
+                response = await client.get(f"{app.root_url}/ready")
+                probes.append((response.status_code, time.monotonic() - start))
+                await asyncio.sleep(0.2)
+        assert not load.done(), "the load ended before the probes"
+        await load
+        return probes
+
+    probes = asyncio.run(busy_then_probe())
+    print(f"/ready under load: {probes}")
+    assert [status for status, _ in probes] == [200] * 4
+    assert max(seconds for _, seconds in probes) < 1.0
+
+
+def test_a_resumed_stream_runs_to_its_end_past_the_retry_window(window_app: tuple[DeployedApp, Path]) -> None:
     """The retry window (1 s here) bounds the wait for a moved request's first token, never how long the
     resumed stream may then flow: 200 tokens at 20 ms each run ~4 s after the failure and arrive whole."""
-    from ray import serve
+    app, faults = window_app
+    expected = [r["text"] for r in asyncio.run(_long_streams(app))]
+    victim = _replica_ids(app)[0]
+    (faults / f"{victim}.json").write_text(json.dumps({"die_after_tokens": 10}))
+    results = asyncio.run(_long_streams(app))
+    resumed = [r for r in results if r["failover"] and r["failover"]["resumed"]]
+    assert resumed, f"no stream ran on the victim {victim}: {[r['replica'] for r in results]}"
+    assert [r["finish"] for r in results] == ["length"] * len(results)
+    assert [r["text"] for r in results] == expected
 
-    app = deploy_profile("test-fake", "failover-window", "/failover-window", model_overrides={
-        "engine": {"fake_token_latency_s": 0.02, "fake_fault_dir": str(tmp_path)},
-        "failover": {"retry_window_s": 1.0, "retry_backoff_s": 0.0, "exclude_s": 20.0},
-    })
-    try:
-        async def streams() -> list[dict]:
-            async with httpx.AsyncClient(timeout=60) as client:
-                return await asyncio.gather(*(_stream(client, app, i, max_tokens=200) for i in range(6)))
+    # The same through `warmserve chaos --long-streams`: a replica actor killed early, every stream then
+    # runs ~5 s more (5x the window) and arrives complete and unchanged.
+    from cluster.chaos import run_chaos
 
-        expected = [r["text"] for r in asyncio.run(streams())]
-        victim = _replica_ids(app)[0]
-        (tmp_path / f"{victim}.json").write_text(json.dumps({"die_after_tokens": 10}))
-        results = asyncio.run(streams())
-        resumed = [r for r in results if r["failover"] and r["failover"]["resumed"]]
-        assert resumed, f"no stream ran on the victim {victim}: {[r['replica'] for r in results]}"
-        assert [r["finish"] for r in results] == ["length"] * len(results)
-        assert [r["text"] for r in results] == expected
-    finally:
-        serve.delete("failover-window")
-
-
-def test_ready_answers_at_once_while_every_replica_is_busy(serve_instance: None) -> None:
-    """A busy, healthy cluster is ready: /ready reads the replica states Serve reports instead of queueing
-    a probe behind the requests the replicas are working on (two at a time each here)."""
-    from ray import serve
-
-    app = deploy_profile("test-fake", "ready-busy", "/ready-busy", model_overrides={
-        "engine": {"fake_token_latency_s": 0.05}, "max_ongoing_requests": 2})
-    try:
-        assert httpx.get(f"{app.root_url}/ready", timeout=30).status_code == 200
-
-        async def busy_then_probe() -> list[tuple[int, float]]:
-            async with httpx.AsyncClient(timeout=60) as client:
-                streams = [asyncio.create_task(_stream(client, app, i, max_tokens=100)) for i in range(8)]
-                await asyncio.sleep(1.0)  # every replica busy, the rest queued
-                probes = []
-                for _ in range(5):
-                    start = time.monotonic()
-                    response = await client.get(f"{app.root_url}/ready")
-                    probes.append((response.status_code, time.monotonic() - start))
-                    await asyncio.sleep(0.3)
-                assert not all(s.done() for s in streams), "the load ended before the probes"
-                await asyncio.gather(*streams)
-                return probes
-
-        probes = asyncio.run(busy_then_probe())
-        print(f"/ready under load: {probes}")
-        assert [status for status, _ in probes] == [200] * 5
-        assert max(seconds for _, seconds in probes) < 1.0
-    finally:
-        serve.delete("ready-busy")
+    _wait_for_replacement(app, victim, app_name="failover-window")
+    report, _ = asyncio.run(run_chaos(app.base_url, app.model, "failover-window", "llm-tiny-fake",
+                                      ["replica_kill"], requests=6, concurrency=6, max_tokens=300,
+                                      long_streams=True))
+    print(report.summary())
+    assert report.passed and report.resumed >= 1, report.summary()
 
 
 def test_overload_answers_at_once_with_retry_after(serve_instance: None) -> None:

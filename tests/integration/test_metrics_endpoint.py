@@ -87,13 +87,15 @@ def test_metrics_count_this_tests_requests(fake_app: DeployedApp) -> None:
 
 
 def test_made_up_methods_do_not_grow_the_metrics(fake_app: DeployedApp) -> None:
-    """Each invented HTTP method of an unauthenticated client would otherwise be a new series."""
-    methods = [f"X{i}FLOOD" for i in range(20)]
+    """Each HTTP method an unauthenticated client sends would otherwise be a series of its own. The HTTP
+    parser refuses tokens it does not know (400, before the ingress); these are the ones it passes."""
+    methods = ["PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH", "REPORT",
+               "CHECKOUT", "MERGE", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PURGE", "LINK", "UNLINK"]
     with httpx.Client(timeout=30) as client:
         for method in methods:
-            assert client.request(method, f"{fake_app.base_url}/models").status_code in (400, 401, 405)
+            assert client.request(method, f"{fake_app.base_url}/models").status_code == 405, method
     text = httpx.get(f"{fake_app.root_url}/metrics", timeout=30).text
-    assert not any(method in text for method in methods)
+    assert not any(f'method="{method}"' in text for method in methods)
     samples = scrape(fake_app)
     others = series(samples, "warmserve_requests_total", method="other")
     assert sum(value(samples, "warmserve_requests_total", **labels) for labels in others) >= len(methods)

@@ -12,7 +12,7 @@ from engines.block_hash import chained_block_hashes
 from engines.fake_engine import FakeLLMEngine
 from engines.kv_event_codec import KVEventDecodeError, decode_payload, decode_seq, encode_payload
 from engines.kv_events_endpoint import KVEventsEndpoint
-from engines.protocol import EngineDeadError, LLMEngine
+from engines.protocol import EngineDeadError, EngineEndedRequestError, LLMEngine, served_finish_reason
 from engines.types import (
     GenerationRequest,
     KVAllBlocksCleared,
@@ -86,7 +86,9 @@ def test_prefix_cache_counts_full_blocks() -> None:
     assert _run(engine, prompt[:4] + [99] * 6, temperature=0)[0].num_cached_prompt_tokens == 4
 
 
-def test_abort_and_shutdown() -> None:
+def test_an_engine_side_abort_and_shutdown() -> None:
+    """An abort from the engine's side ends the stream with `EngineEndedRequestError` (the ingress fails
+    it over), never with an `abort` finish a client would take for an answer."""
     engine = FakeLLMEngine(EngineConfig(kind="fake", block_size=4, fake_token_latency_s=0.01), _detok)
 
     async def scenario() -> list:
@@ -97,8 +99,8 @@ def test_abort_and_shutdown() -> None:
                 await engine.abort("r")
         return chunks
 
-    chunks = asyncio.run(scenario())
-    assert chunks[-1].finish_reason == "abort" and len(chunks) == 3
+    with pytest.raises(EngineEndedRequestError, match="'abort'"):
+        asyncio.run(scenario())
     asyncio.run(engine.shutdown())
     with pytest.raises(EngineDeadError):
         asyncio.run(engine.check_health())
@@ -108,7 +110,7 @@ def test_kv_events_over_zmq_in_vllm_wire_format() -> None:
     from engines.vllm_engine import VLLMEngine  # noqa: F401  (import must not need vLLM)
 
     endpoint = KVEventsEndpoint()
-    engine = FakeLLMEngine(ENGINE, _detok, kv_events_endpoint=endpoint.address, capacity_blocks=2)
+    engine = FakeLLMEngine(ENGINE, _detok, kv_events=endpoint, capacity_blocks=2)
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(endpoint.address)
@@ -151,3 +153,10 @@ def test_chained_hashes_depend_on_whole_prefix() -> None:
     assert a[1] != b[1]  # same block tokens, different prefix
     assert chained_block_hashes([1, 2, 3, 4], 2) == a[:2]
 
+
+
+def test_finish_reasons_as_clients_see_them() -> None:
+    assert [served_finish_reason(r) for r in (None, "stop", "length", "repetition")] == [None, "stop", "length", "stop"]
+    for reason in ("abort", "error"):
+        with pytest.raises(EngineEndedRequestError):
+            served_finish_reason(reason)

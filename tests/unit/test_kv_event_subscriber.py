@@ -35,7 +35,7 @@ def _wait(predicate: object, timeout_s: float = 5.0) -> bool:
 def test_events_from_a_real_publisher_reach_the_index() -> None:
     endpoint = KVEventsEndpoint()
     engine = FakeLLMEngine(EngineConfig(kind="fake", block_size=BS), lambda ids: "x",
-                           kv_events_endpoint=endpoint.address)
+                           kv_events=endpoint)
     index = PrefixIndex(BS)
     lock = threading.Lock()
 
@@ -173,3 +173,49 @@ def test_the_router_reads_local_events_locally_and_remote_ones_only_through_a_re
     assert kv_event_source(local, "n1") == KVEventSource("ipc:///x/events.sock")
     assert kv_event_source(remote, "n1") is None
     assert kv_event_source(relayed, "n1") == KVEventSource("tcp://10.0.0.2:5000", secure=True)
+
+
+def test_a_router_that_joins_late_or_loses_messages_learns_what_the_engine_still_caches() -> None:
+    """Blocks cached before the router subscribed (an ingress restart) come from the publisher's replay;
+    without it the router never learns them, and every later block chained to them is unkeyable."""
+    endpoint = KVEventsEndpoint()
+    engine = FakeLLMEngine(EngineConfig(kind="fake", block_size=BS), lambda ids: "x", kv_events=endpoint)
+    index = PrefixIndex(BS)
+    lock = threading.Lock()
+
+    def on_batch(replica: str, batch: KVEventBatch) -> None:
+        with lock:
+            index.apply(replica, batch)
+
+    def on_replay(replica: str) -> None:
+        with lock:
+            index.reset_replica(replica)
+
+    async def generate(prompt: list[int]) -> None:
+        _ = [c async for c in engine.generate(GenerationRequest("a", prompt, SamplingSpec(max_tokens=1)))]
+
+    subscriber = KVEventSubscriber(on_batch, on_replay=on_replay)
+    source = KVEventSource(endpoint.address, replay=endpoint.replay_address)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(engine.start())
+        loop.run_until_complete(generate(PROMPT))  # cached before any router listens
+        subscriber.start()
+        subscriber.set_endpoints({"r1": source})
+        assert _wait(lambda: index.block_count("r1") == 4), index.block_count("r1")
+        time.sleep(0.3)
+        loop.run_until_complete(generate(PROMPT + list(range(500, 500 + BS))))  # one block more, chained
+        assert _wait(lambda: index.block_count("r1") == 5)
+        # Messages lost (the index reset, as a sequence gap does): the owner asks, the replay restores.
+        with lock:
+            index.reset_replica("r1")
+        subscriber.request_resync("r1")
+        assert _wait(lambda: index.block_count("r1") == 5)
+        with lock:
+            assert index.matched_blocks(index.prompt_keys(PROMPT), ["r1"]) == {"r1": 4}
+        assert subscriber.replays == 2 and subscriber.decode_errors == 0
+    finally:
+        subscriber.stop()
+        loop.run_until_complete(engine.shutdown())
+        loop.close()
+        endpoint.close()
