@@ -26,6 +26,8 @@ FAULT_WINDOW = (0.2, 0.6)
 # fault early, so each resumed stream goes on far longer after it than any failover timeout or window.
 LONG_STREAMS = {"requests": 12, "concurrency": 12, "max_tokens": 1500}
 LONG_FAULT_WINDOW = (0.05, 0.1)
+REFUSAL_STATUSES = (429, 503)
+BURST_MAX_TOKENS = 8
 
 
 @dataclass(slots=True)
@@ -41,16 +43,42 @@ class ChaosReport:
     retried: int = 0
     reference_s: float = 0.0
     faulted_s: float = 0.0
+    # `--burst`: requests sent all at once right after the first fault. Each must be answered or refused
+    # (429/503 with Retry-After) promptly; `burst_failed` counts any other end.
+    burst: int = 0
+    burst_refused_s: list[float] = field(default_factory=list)
+    burst_failed: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return not self.lost and not self.mismatched
+        return not self.lost and not self.mismatched and not self.burst_failed
 
     def summary(self) -> str:
-        return (f"{self.requests} requests, faults: {'; '.join(self.faults) or 'none'}\n"
+        text = (f"{self.requests} requests, faults: {'; '.join(self.faults) or 'none'}\n"
                 f"lost {len(self.lost)}, text differs {len(self.mismatched)}, resumed {self.resumed}, "
-                f"retried {self.retried}; run {self.faulted_s:.1f} s (undisturbed {self.reference_s:.1f} s)"
-                + "".join(f"\n  {detail}" for detail in self.mismatch_details))
+                f"retried {self.retried}; run {self.faulted_s:.1f} s (undisturbed {self.reference_s:.1f} s)")
+        if self.burst:
+            refused = sorted(self.burst_refused_s)
+            timing = (f"; time to refusal p50 {_percentile(refused, 0.5) * 1000:.0f} ms, p99 "
+                      f"{_percentile(refused, 0.99) * 1000:.0f} ms" if refused else "")
+            text += (f"\nburst of {self.burst}: {self.burst - len(refused) - len(self.burst_failed)} answered, "
+                     f"{len(refused)} refused{timing}, {len(self.burst_failed)} failed otherwise")
+        return text + "".join(f"\n  {detail}" for detail in [*self.mismatch_details, *self.burst_failed[:5]])
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def judge_burst(outcomes: list[RequestOutcome], report: ChaosReport) -> None:
+    """A burst request must end with an answer or a refusal that says when to retry."""
+    report.burst = len(outcomes)
+    for outcome in outcomes:
+        if outcome.status in REFUSAL_STATUSES and outcome.retry_after is not None:
+            report.burst_refused_s.append(outcome.seconds)
+        elif not outcome.ok:
+            report.burst_failed.append(f"burst #{outcome.index}: HTTP {outcome.status} after "
+                                       f"{outcome.seconds:.1f} s: {(outcome.error or '')[:200]}")
 
 
 def compare(reference: list[RequestOutcome], faulted: list[RequestOutcome], report: ChaosReport) -> None:
@@ -68,7 +96,8 @@ def compare(reference: list[RequestOutcome], faulted: list[RequestOutcome], repo
 
 async def run_chaos(base_url: str, model: str, app: str, deployment: str, faults: list[FaultKind],
                     requests: int, concurrency: int, max_tokens: int, seed: int = 0,
-                    stall_s: float = 10.0, long_streams: bool = False) -> tuple[ChaosReport, list[RequestOutcome]]:
+                    stall_s: float = 10.0, long_streams: bool = False,
+                    burst: int = 0) -> tuple[ChaosReport, list[RequestOutcome]]:
     report = ChaosReport(requests)
     window = LONG_FAULT_WINDOW if long_streams else FAULT_WINDOW
     loop = asyncio.get_running_loop()
@@ -82,12 +111,18 @@ async def run_chaos(base_url: str, model: str, app: str, deployment: str, faults
     start = loop.time()
     load = asyncio.create_task(run_load(base_url, model, requests, concurrency, max_tokens,
                                         ignore_eos=long_streams))
+    burst_load: asyncio.Task[list[RequestOutcome]] | None = None
     for kind in faults:
         at = start + rng.uniform(*window) * report.reference_s
         await asyncio.sleep(max(0.0, at - loop.time()))
         report.faults.append(await asyncio.to_thread(inject, kind, app, deployment, rng, stall_s))
         print(f"[warmserve] chaos: {report.faults[-1]}", file=sys.stderr)
+        if burst and burst_load is None:  # all at once, while a replica is down
+            burst_load = asyncio.create_task(run_load(base_url, model, burst, burst, BURST_MAX_TOKENS,
+                                                      first_index=requests))
     faulted = await load
+    if burst_load is not None:
+        judge_burst(await burst_load, report)
     report.faulted_s = loop.time() - start
     compare(reference, faulted, report)
     return report, faulted
@@ -106,6 +141,9 @@ def cmd_chaos(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, default=None, help="default 50 (12 with --long-streams)")
     parser.add_argument("--concurrency", type=int, default=None, help="default 50 (12 with --long-streams)")
     parser.add_argument("--max-tokens", type=int, default=None, help="default 48 (1500 with --long-streams)")
+    parser.add_argument("--burst", type=int, default=0,
+                        help="also send this many requests at once right after the first fault; each must be "
+                             "answered or refused with Retry-After (the report gives the time to refusal)")
     parser.add_argument("--long-streams", action="store_true",
                         help="streams that run for minutes to max_tokens, the fault early: each resumed stream "
                              "must still arrive complete and unchanged")
@@ -137,7 +175,7 @@ def cmd_chaos(argv: list[str]) -> int:
     ray.init(address="auto", namespace=config.ray.namespace, log_to_driver=False)
     report, outcomes = asyncio.run(run_chaos(url, model.name, APP_NAME, llm_deployment_name(model.name),
                                              faults, args.requests, args.concurrency, args.max_tokens, args.seed,
-                                             args.stall_s, args.long_streams))  # type: ignore[arg-type]
+                                             args.stall_s, args.long_streams, args.burst))  # type: ignore[arg-type]
     print(report.summary())
     if args.json is not None:
         args.json.write_text(json.dumps({"report": asdict(report), "outcomes": [asdict(o) for o in outcomes]},

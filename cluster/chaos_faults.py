@@ -65,9 +65,15 @@ def _is_engine_process(process: object) -> bool:
 
 
 def inject(kind: FaultKind, app: str, deployment: str, rng: random.Random, stall_s: float = 10.0) -> str:
-    """Apply one fault to a replica of the deployment; returns what was done. `replica_kill` picks with `rng`;
-    engine faults pick the replica whose engine is busiest, so the fault meets requests in flight."""
+    """Apply one fault to a replica of the deployment; returns what was done. Every fault picks the replica
+    that is busiest (its engine's CPU, or the replica's own with an in-process engine), so the fault meets
+    requests in flight; `replica_kill` of replicas on other nodes picks with `rng` (`ray.kill`)."""
     if kind == "replica_kill":
+        local = _local_replica_pids(app, deployment)
+        if local:  # a crash of the actor's process, as the OOM killer or a segfault would cause
+            victim_pid = _busiest_replica({pid: [pid, *engine_processes(pid)] for pid in local}, rng)
+            _signal(victim_pid, signal.SIGKILL)
+            return f"SIGKILL replica actor pid {victim_pid}"
         import ray
 
         names = replica_actor_names(app, deployment)

@@ -23,6 +23,7 @@ class RequestOutcome:
     resumed: int
     retried: int
     seconds: float
+    retry_after: str | None = None  # the Retry-After header of a refusal
 
     @property
     def ok(self) -> bool:
@@ -44,10 +45,12 @@ async def one_request(client: httpx.AsyncClient, base_url: str, model: str, inde
     finish = replica = error = None
     resumed = retried = 0
     status = 0
+    retry_after = None
     try:
         async with client.stream("POST", f"{base_url}/chat/completions", json=body) as response:
             status = response.status_code
             replica = response.headers.get("x-warmserve-replica")
+            retry_after = response.headers.get("retry-after")
             if status != 200:
                 error = (await response.aread()).decode(errors="replace")
             else:
@@ -67,11 +70,11 @@ async def one_request(client: httpx.AsyncClient, base_url: str, model: str, inde
     except httpx.HTTPError as transport:
         error = f"{type(transport).__name__}: {transport}"
     return RequestOutcome(index, status, "".join(text), finish, replica, error, resumed, retried,
-                          time.monotonic() - start)
+                          time.monotonic() - start, retry_after)
 
 
 async def run_load(base_url: str, model: str, requests: int, concurrency: int, max_tokens: int,
-                   timeout_s: float = 3600.0, ignore_eos: bool = False) -> list[RequestOutcome]:
+                   timeout_s: float = 3600.0, ignore_eos: bool = False, first_index: int = 0) -> list[RequestOutcome]:
     """`requests` requests, at most `concurrency` at once; every one gets an outcome (nothing is dropped)."""
     limit = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -80,4 +83,4 @@ async def run_load(base_url: str, model: str, requests: int, concurrency: int, m
             async with limit:
                 return await one_request(client, base_url, model, index, max_tokens, ignore_eos)
 
-        return list(await asyncio.gather(*(bounded(i) for i in range(requests))))
+        return list(await asyncio.gather(*(bounded(first_index + i) for i in range(requests))))

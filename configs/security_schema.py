@@ -64,6 +64,17 @@ class SecurityConfig(StrictModel):
     # Largest request body any route reads; larger ones get 413 before the body is parsed. It must hold
     # a base64 image of the vision models' max_image_bytes (checked in ClusterConfig).
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=2**31)
+    # Request body bytes one ingress replica holds at once, over every request in flight: beyond it a new
+    # request gets 503 with Retry-After before its body is read. Bounds the memory that large bodies can
+    # take (1,024 requests x 32 MiB would be 32 GiB); at least one body of `max_body_bytes`.
+    max_body_bytes_in_flight: int = Field(default=256 * 1024 * 1024, ge=1024, le=2**40)
+
+    @model_validator(mode="after")
+    def _in_flight_holds_one_body(self) -> SecurityConfig:
+        if self.max_body_bytes_in_flight < self.max_body_bytes:
+            raise ValueError(f"security.max_body_bytes_in_flight ({self.max_body_bytes_in_flight}) must hold at "
+                             f"least one body of security.max_body_bytes ({self.max_body_bytes})")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> SecurityConfig:

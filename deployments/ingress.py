@@ -126,7 +126,8 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
         configure_logging(observability.logging, "ingress")
         self._log_prompts = observability.logging.log_prompts
         security = security or SecurityConfig()
-        process_security().configure(api_keys or [], security.max_body_bytes, security.metrics_require_key)
+        process_security().configure(api_keys or [], security.max_body_bytes, security.metrics_require_key,
+                                     security.max_body_bytes_in_flight)
         self._init_vision(vision_models or [], vision_handles or {}, vision_labels or {}, http.request_timeout_s)
         created = int(time.time())
         self._models = {

@@ -23,6 +23,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 API_PREFIXES = ("/v1", "/v2")
 METRICS_PATH = "/metrics"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES_IN_FLIGHT = 256 * 1024 * 1024
 
 
 def _unauthorized(message: str) -> APIError:
@@ -34,15 +35,30 @@ def payload_too_large(size: int, limit: int) -> APIError:
                     type="invalid_request_error", code="payload_too_large")
 
 
+def bodies_in_flight_full(held: int, limit: int) -> APIError:
+    return APIError(503, f"the server holds {held} bytes of request bodies, its limit "
+                         f"(security.max_body_bytes_in_flight) is {limit}; retry shortly",
+                    type="service_unavailable", code="service_unavailable", retry_after_s=1)
+
+
 class SecurityState:
     def __init__(self) -> None:
         self.configure([], DEFAULT_MAX_BODY_BYTES, metrics_require_key=False)
+        self.body_bytes_in_flight = 0
 
-    def configure(self, keys: list[ResolvedKey], max_body_bytes: int, metrics_require_key: bool) -> None:
+    def configure(self, keys: list[ResolvedKey], max_body_bytes: int, metrics_require_key: bool,
+                  max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT) -> None:
         self.verifier = KeyVerifier(keys)
         self.limiters = {key.name: KeyLimiter(key) for key in keys}
         self.max_body_bytes = max_body_bytes
+        self.max_body_bytes_in_flight = max_body_bytes_in_flight
         self.metrics_require_key = metrics_require_key
+
+    def hold_body_bytes(self, size: int) -> None:
+        """Count `size` more bytes of request bodies in this process, or refuse (503) past the bound."""
+        if size and self.body_bytes_in_flight + size > self.max_body_bytes_in_flight:
+            raise bodies_in_flight_full(self.body_bytes_in_flight, self.max_body_bytes_in_flight)
+        self.body_bytes_in_flight += size
 
     def needs_key(self, path: str) -> bool:
         if not self.verifier.enabled:
@@ -95,6 +111,7 @@ class SecurityMiddleware:
         state = process_security()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         path = route_path(scope)
+        held = 0
         try:
             declared = _declared_length(headers.get("content-length"))
             if declared > state.max_body_bytes:
@@ -102,19 +119,27 @@ class SecurityMiddleware:
             limiter = None
             if state.needs_key(path):
                 limiter = state.authenticate(headers.get("authorization"))
+            # The declared body is counted before a byte of it is read; a chunked one as it arrives.
+            state.hold_body_bytes(declared)
+            held = declared
+            if limiter is not None:
                 limiter.start_request()
         except APIError as error:  # in the body of the API asked (KServe's under /v2)
+            state.body_bytes_in_flight -= held
             await protocol_response(error, path)(scope, receive, send)
             return
-        bounded = _bounded_receive(receive, state.max_body_bytes)
-        if limiter is None:
-            await self.app(scope, bounded, send)
-            return
-        scope.setdefault("state", {})["api_key"] = limiter.key.name
+        body = _BoundedBody(receive, state, declared)
         try:
-            await self.app(scope, bounded, send)
+            if limiter is None:
+                await self.app(scope, body.receive, send)
+                return
+            scope.setdefault("state", {})["api_key"] = limiter.key.name
+            try:
+                await self.app(scope, body.receive, send)
+            finally:
+                limiter.end_request()
         finally:
-            limiter.end_request()
+            state.body_bytes_in_flight -= body.held
 
 
 def route_path(scope: Scope) -> str:
@@ -132,18 +157,25 @@ def _declared_length(value: str | None) -> int:
         raise APIError(400, "invalid Content-Length header", code="invalid_header") from None
 
 
-def _bounded_receive(receive: Receive, limit: int) -> Receive:
-    """A chunked body carries no length: count it as it arrives. The 413 raised here surfaces inside the
-    route that reads the body, where the app's APIError handler answers it."""
-    seen = 0
+class _BoundedBody:
+    """A request's body as it arrives, within `max_body_bytes` and the process's bytes in flight. A chunked
+    body carries no length, so it is counted as it comes (a declared one was counted up front). The 413 or
+    503 raised here surfaces inside the route that reads the body, where the app's APIError handler
+    answers it. `held` is what this request counts against the process until it ends."""
 
-    async def bounded() -> Message:
-        nonlocal seen
-        message = await receive()
+    def __init__(self, receive: Receive, state: SecurityState, declared: int) -> None:
+        self._receive = receive
+        self._state = state
+        self.held = declared
+        self._seen = 0
+
+    async def receive(self) -> Message:
+        message = await self._receive()
         if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise payload_too_large(seen, limit)
+            self._seen += len(message.get("body", b""))
+            if self._seen > self._state.max_body_bytes:
+                raise payload_too_large(self._seen, self._state.max_body_bytes)
+            if self._seen > self.held:  # beyond what was declared (chunked): count the rest now
+                self._state.hold_body_bytes(self._seen - self.held)
+                self.held = self._seen
         return message
-
-    return bounded

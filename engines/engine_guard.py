@@ -23,6 +23,9 @@ import time
 import psutil
 
 POLL_S = 1.0
+# The process tree is walked (every process's parent read from /proc) only every this many polls: an
+# engine's processes appear while it starts and then stay, and a liveness check alone costs nothing.
+REFRESH_EVERY_POLLS = 5
 TERM_GRACE_S = 3.0
 Identity = tuple[int, float]  # (pid, create time): a pid alone may be reused by an unrelated process
 
@@ -78,9 +81,11 @@ def guard(watched: Identity, poll_s: float = POLL_S) -> list[str]:
     """Follow `watched`'s descendants until it dies, then end those still running; returns what it ended."""
     root = still_running(watched)
     known: set[Identity] = set()
+    polls = 0
     while root is not None:
-        known |= descendants(root, exclude=os.getpid())
-        known = {i for i in known if still_running(i) is not None}
+        if polls % REFRESH_EVERY_POLLS == 0:
+            known = {i for i in known if still_running(i) is not None} | descendants(root, exclude=os.getpid())
+        polls += 1
         time.sleep(poll_s)
         root = still_running(watched)
     return end_processes(known)

@@ -149,7 +149,8 @@ def test_online_batch_sends_the_jobs_key_and_never_commits_a_refusal(
     from cluster.batch import main as batch_main
     from loadtests.batch_inputs import batch_lines, write_jsonl
 
-    source = write_jsonl(tmp_path / "in.jsonl", batch_lines(4, 8, seed=2, groups=2, model=secured_app.model))
+    source = write_jsonl(tmp_path / "in.jsonl", batch_lines(4, 8, seed=2, groups=2, sentences=1,
+                                                                 model=secured_app.model))
     output = tmp_path / "out.jsonl"
     run = ["--config", "test-fake", "--mode", "online", "--endpoint", secured_app.root_url,
            "--input", str(source), "--output", str(output)]

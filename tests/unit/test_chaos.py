@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.chaos import ChaosReport, cmd_chaos, compare
+from cluster.chaos import ChaosReport, cmd_chaos, compare, judge_burst
 from cluster.chaos_load import RequestOutcome
 
 
@@ -23,6 +23,20 @@ def test_compare_counts_lost_and_changed_requests() -> None:
     compare(reference, faulted, report)
     assert (report.lost, report.mismatched, report.resumed) == ([1, 2], [3], 1)
     assert not report.passed and "lost 2, text differs 1" in report.summary()
+
+
+def test_a_burst_is_judged_on_answers_and_prompt_refusals() -> None:
+    burst = [
+        RequestOutcome(10, 200, "ok", "length", "r1", None, 0, 0, 0.4),
+        RequestOutcome(11, 503, "", None, None, "busy", 0, 0, 0.05, retry_after="1"),
+        RequestOutcome(12, 429, "", None, None, "too many", 0, 0, 0.09, retry_after="2"),
+        RequestOutcome(13, 500, "", None, None, "engine error", 0, 0, 3.0),  # neither answered nor refused
+    ]
+    report = ChaosReport(0)
+    judge_burst(burst, report)
+    assert sorted(report.burst_refused_s) == [0.05, 0.09] and len(report.burst_failed) == 1
+    assert not report.passed
+    assert "burst of 4: 1 answered, 2 refused; time to refusal p50 90 ms, p99 90 ms, 1 failed" in report.summary()
 
 
 def test_unknown_fault_is_a_usage_error() -> None:

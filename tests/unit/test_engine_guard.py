@@ -31,6 +31,14 @@ def _start_replica() -> tuple[subprocess.Popen[str], int]:
     return replica, engine_pid
 
 
+def _kill(*pids: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _gone_within(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -53,11 +61,7 @@ def test_a_killed_replicas_stubborn_engine_is_ended_by_the_guard() -> None:
         assert guard.wait(timeout=15) == 0
         assert f"pid {engine_pid}" in guard.stderr.read()
     finally:
-        for pid in (engine_pid, replica.pid, guard.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill(engine_pid, replica.pid, guard.pid)
 
 
 def test_the_guard_leaves_a_live_replicas_engine_alone() -> None:
@@ -68,11 +72,7 @@ def test_the_guard_leaves_a_live_replicas_engine_alone() -> None:
         time.sleep(1.0)
         assert psutil.pid_exists(engine_pid) and guard.poll() is None
     finally:
-        for pid in (engine_pid, replica.pid, guard.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill(engine_pid, replica.pid, guard.pid)
         replica.wait()
         guard.wait()
 

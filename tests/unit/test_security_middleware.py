@@ -82,3 +82,35 @@ async def test_bodies_over_the_bound_get_413_declared_or_chunked(client: httpx.A
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_bodies_in_flight_are_bounded_before_they_are_read() -> None:
+    """Two 1,500-byte bodies against 2,048 bytes in flight: the second is refused (503, Retry-After) while
+    the first is still being received, and admitted once it is done; nothing stays counted."""
+    import asyncio
+
+    process_security().configure([], 2048, metrics_require_key=False, max_body_bytes_in_flight=2048)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    first_started = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def slow_body():
+        yield b"x" * 500
+        first_started.set()
+        await release_first.wait()
+        yield b"x" * 1000
+
+    try:
+        first = asyncio.create_task(client.post("/v1/echo", content=slow_body(),
+                                                headers={"content-length": "1500"}))
+        await first_started.wait()
+        busy = await client.post("/v1/echo", content=b"x" * 1500)
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert "max_body_bytes_in_flight" in (await _error(busy))["message"]
+        release_first.set()
+        assert (await first).json()["bytes"] == 1500
+        assert (await client.post("/v1/echo", content=b"x" * 1500)).status_code == 200
+        assert process_security().body_bytes_in_flight == 0
+    finally:
+        process_security().configure([], 32 * 1024 * 1024, metrics_require_key=False)
