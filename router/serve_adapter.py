@@ -96,8 +96,10 @@ def record_replica_gauges(deployment: str, exclusion_key: str, replicas: list[Ru
     for key in gone:
         recorder.remove_replica(deployment, key)
 
+
 # The least time between two replays of one replica's KV events (after sequence gaps).
 RESYNC_MIN_INTERVAL_S = 5.0
+
 
 def kv_event_source(stats: ReplicaRoutingStats, own_node_id: str | None) -> KVEventSource | None:
     """Where this router reads a replica's KV events: the engine's local socket on the same node, its
@@ -205,6 +207,8 @@ class KVAwareRequestRouter(RequestRouter):
 
     def _forget(self, replica_key: str) -> None:
         self._cache_dropped.discard(replica_key)
+        self._remote_replicas_told.discard(replica_key)
+        self._last_resync.pop(replica_key, None)
         process_exclusions().forget(self._exclusion_key, replica_key)
         self._drop_cache_state(replica_key)
         self._load.forget_replica(replica_key)

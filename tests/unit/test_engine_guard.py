@@ -77,14 +77,30 @@ def test_the_guard_leaves_a_live_replicas_engine_alone() -> None:
         guard.wait()
 
 
+# `end_all` ends every process under the one that calls it, so it runs in a child of its own: called in
+# the test process it would end everything this process started (the test session's Ray cluster too).
+END_ALL = f"""
+import json, subprocess, sys, time
+from engines.engine_processes import EngineProcesses
+processes = EngineProcesses()
+processes.start_guard()
+stubborn = subprocess.Popen([sys.executable, "-c", {STUBBORN!r}])
+time.sleep(0.5)
+guard = processes._guard
+ended = processes.end_all()
+print(json.dumps({{"ended": ended, "stubborn": stubborn.pid, "stubborn_alive": stubborn.poll() is None,
+                  "guard_alive": guard.poll() is None}}))
+"""
+
+
 def test_end_all_ends_what_the_engine_shutdown_left_and_the_guard() -> None:
-    processes = EngineProcesses()
-    processes.start_guard()
-    stubborn = subprocess.Popen([sys.executable, "-c", STUBBORN])
-    time.sleep(0.5)
-    guard = processes._guard
-    assert guard is not None
-    ended = processes.end_all()
-    assert any(f"pid {stubborn.pid}" in e for e in ended)
-    assert _gone_within(stubborn.pid, 10)  # reaped by end_all itself (it was this process's child)
-    assert guard.poll() is not None
+    import json
+    from pathlib import Path
+
+    repo = Path(engine_guard.__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", END_ALL], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(repo)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert any(f"pid {report['stubborn']}" in e for e in report["ended"])
+    assert not report["stubborn_alive"] and not report["guard_alive"]
