@@ -3,16 +3,18 @@ path.
 
 Asking each model's replicas at probe time (a `stats` call through the handle) queued the probe behind
 the requests the replicas were busy with, so a busy, healthy cluster answered 503 and a load balancer or
-Kubernetes would take it out of service. Here one background task asks the controller every `poll_s`
-(in a thread: the call blocks) and `/ready` reads the last answer, in microseconds, however loaded the
-replicas are. A failed poll keeps the last answer: the controller being slow says nothing about whether
-requests are being served.
+Kubernetes would take it out of service. Here `/ready` answers from the last answer of Serve's
+controller, in microseconds however loaded the replicas are, and when that answer is older than
+`poll_s` it asks the controller again in the background (in a thread: the call blocks). Nothing is
+asked while nobody probes, so the controller is not loaded by ingresses no one checks. A failed call
+keeps the last answer: the controller being slow says nothing about whether requests are being served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,14 +51,16 @@ class ReadinessWatch:
         self._fetch = fetch
         self._poll_s = poll_s
         self._missing: list[str] | None = None  # None until the first answer
+        self._answered_at = float("-inf")
         self._first_answer = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def missing(self) -> list[str]:
         """Models without a running replica, with what Serve says of them; empty when all are ready.
-        The first call starts the watch and waits (briefly) for its first answer."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
+        The first call waits (briefly) for the controller's first answer."""
+        stale = time.monotonic() - self._answered_at > self._poll_s
+        if stale and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._refresh())
         if self._missing is None:
             try:
                 await asyncio.wait_for(self._first_answer.wait(), FIRST_ANSWER_WAIT_S)
@@ -64,16 +68,15 @@ class ReadinessWatch:
                 return ["replica states not known yet (Serve's controller has not answered)"]
         return list(self._missing or [])
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                states = await asyncio.to_thread(self._fetch)
-                self._missing = self._judge(states)
-                self._first_answer.set()
-            except Exception as error:  # keep the last answer; say why there is no new one
-                logger.warning("readiness: Serve's replica states unavailable (%s: %s); keeping the last answer",
-                               type(error).__name__, error)
-            await asyncio.sleep(self._poll_s)
+    async def _refresh(self) -> None:
+        try:
+            states = await asyncio.to_thread(self._fetch)
+            self._missing = self._judge(states)
+            self._answered_at = time.monotonic()
+            self._first_answer.set()
+        except Exception as error:  # keep the last answer; say why there is no new one
+            logger.warning("readiness: Serve's replica states unavailable (%s: %s); keeping the last answer",
+                           type(error).__name__, error)
 
     def _judge(self, states: ReplicaStates) -> list[str]:
         missing = []
