@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -27,7 +26,7 @@ from configs.observability_schema import ObservabilityConfig
 from configs.schema import HttpConfig, LLMModelConfig
 from configs.security_schema import SecurityConfig
 from configs.vision_schema import VisionModelConfig
-from deployments.admission import AdmissionGate, AdmissionTicket, client_identity
+from deployments.admission import AdmissionTicket, client_identity
 from deployments.api_keys import ResolvedKey
 from deployments.completion_stream import IndexedChunk, Usage, merged_streams
 from deployments.errors import APIError, internal_error, service_unavailable
@@ -50,49 +49,17 @@ from deployments.replica_failures import engine_failure_error
 from deployments.request_bounds import check_token_bounds
 from deployments.request_logging import bind_request, configure_logging
 from deployments.resumable_generation import FailoverEvents, resumable_generation
+from deployments.served_model import ServedModel
 from deployments.security_middleware import api_key_name, key_limiter, process_security
 from deployments.sse import SSE_DONE, SSE_MEDIA_TYPE, sse_event
 from deployments.request_span import parse_traced, record_usage, traced_request
 from deployments.tracing import configure_tracing, end_span
 from deployments.version_fallback import answer_with_fallback
 from deployments.vision_routes import VisionRoutes
-from engines.tokenizer import PromptTokenizer
 from engines.trace_context import carrier_of, trace_id_of, tracer
 from engines.types import GenerationRequest, OutputChunk, SamplingSpec
-from router.replica_exclusions import deployment_key, process_exclusions
 
 logger = logging.getLogger("warmserve.ingress")
-
-
-@dataclass(slots=True)
-class ServedModel:
-    config: LLMModelConfig
-    tokenizer: PromptTokenizer
-    handle: DeploymentHandle
-    created: int
-    admission: AdmissionGate
-    # How this process's routers name the model's deployment in the replica exclusion registry.
-    exclusion_key: str
-    # `generate` as a token stream over Serve's inter-deployment gRPC channel (the replica's own gRPC
-    # server) rather than a Ray streaming generator: less CPU per streamed chunk in the ingress and the
-    # replica (docs/benchmarks.md, "Transport"). Set on the handle, not left to the handle's default, which Serve
-    # fixes from RAY_SERVE_THROUGHPUT_OPTIMIZED when the creating process first imports `ray.serve`.
-    stream: DeploymentHandle
-
-    @classmethod
-    def create(cls, config: LLMModelConfig, model_path: str, handle: DeploymentHandle, created: int) -> ServedModel:
-        return cls(config, PromptTokenizer(Path(model_path)), handle, created,
-                   AdmissionGate(config.admission, config.name),
-                   deployment_key(handle.app_name, handle.deployment_name),
-                   handle.options(stream=True, _by_reference=False))
-
-    def exclude_replica(self, replica_id: str) -> None:
-        """A call to the replica failed: the routers of this process skip it from now on."""
-        process_exclusions().exclude(self.exclusion_key, replica_id, self.config.failover.exclude_s)
-
-    def left_behind(self, request_id: str) -> str | None:
-        """The replica an engine request waits on when that replica was excluded meanwhile."""
-        return process_exclusions().left_behind(self.exclusion_key, request_id)
 
 
 @dataclass(slots=True)
