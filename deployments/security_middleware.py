@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from configs.security_schema import SecurityConfig
 from deployments.api_keys import KeyVerifier, ResolvedKey, bearer_token
 from deployments.errors import APIError, protocol_response
 from deployments.key_limits import KeyLimiter
@@ -22,8 +23,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 API_PREFIXES = ("/v1", "/v2")
 METRICS_PATH = "/metrics"
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
-DEFAULT_MAX_BODY_BYTES_IN_FLIGHT = 256 * 1024 * 1024
+# Until the ingress configures it, the process uses the config's own defaults (their one home).
+DEFAULTS = SecurityConfig()
 
 
 def _unauthorized(message: str) -> APIError:
@@ -43,11 +44,11 @@ def bodies_in_flight_full(held: int, limit: int) -> APIError:
 
 class SecurityState:
     def __init__(self) -> None:
-        self.configure([], DEFAULT_MAX_BODY_BYTES, metrics_require_key=False)
+        self.configure([], DEFAULTS.max_body_bytes, metrics_require_key=False)
         self.body_bytes_in_flight = 0
 
     def configure(self, keys: list[ResolvedKey], max_body_bytes: int, metrics_require_key: bool,
-                  max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT) -> None:
+                  max_body_bytes_in_flight: int = DEFAULTS.max_body_bytes_in_flight) -> None:
         self.verifier = KeyVerifier(keys)
         self.limiters = {key.name: KeyLimiter(key) for key in keys}
         self.max_body_bytes = max_body_bytes
