@@ -1,10 +1,12 @@
 """A paced client load for rollout tests: one request every 1/rate s from a background thread, every
-outcome kept (status, the version that answered, and the version a fallback came from)."""
+outcome kept (status, the version that answered, and the version a fallback came from, with when it was
+sent)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
@@ -23,16 +25,19 @@ class PacedLoad:
         self._send, self._interval_s = send, 1 / rate_per_s
         self.outcomes = Counter[tuple[int, str | None]]()  # (status, x-warmserve-version)
         self.fallbacks = Counter[str]()  # the version a request failed on before another answered it
+        self.fallback_sent_at: list[float] = []  # time.monotonic() when each fallen-back request was sent
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(timeout=60) as client:
             async def one() -> None:
+                sent_at = time.monotonic()
                 reply = await self._send(client)
                 self.outcomes[(reply.status_code, reply.headers.get("x-warmserve-version"))] += 1
                 if FALLBACK_HEADER in reply.headers:
                     self.fallbacks[reply.headers[FALLBACK_HEADER]] += 1
+                    self.fallback_sent_at.append(sent_at)
             tasks = set()
             while not self._stop.is_set():
                 task = asyncio.create_task(one())

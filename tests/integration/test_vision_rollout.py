@@ -69,10 +69,15 @@ def test_a_failing_vision_version_is_rolled_back_and_its_clients_answered_by_the
         vision_rollout_app: DeployedApp) -> None:
     with _classify_load(vision_rollout_app) as load:
         result = _rollout(vision_rollout_app, f"{MODEL}@bad")
+        rolled_back_at = time.monotonic()
         time.sleep(2)
     assert not result.completed and ("error rate" in result.reason or "canary budget" in result.reason), result
     assert set(load.outcomes) == {(200, "v1")}, load.outcomes
-    assert 1 <= sum(load.fallbacks.values()) <= 30 and set(load.fallbacks) == {"bad"}, load.fallbacks
+    assert sum(load.fallbacks.values()) >= 1 and set(load.fallbacks) == {"bad"}, load.fallbacks
+    # How many reach the bad version before the rollback depends on the host's speed; that none is sent to it
+    # once the rollback's deploy has returned (a second's grace for requests already routed) does not.
+    late = [t - rolled_back_at for t in load.fallback_sent_at if t > rolled_back_at + 1.0]
+    assert not late, f"requests sent {late} s after the rollback still reached the bad version"
     print(f"rolled back: {result.reason}; outcomes {dict(load.outcomes)}; fallbacks {dict(load.fallbacks)}")
 
 
