@@ -198,7 +198,8 @@ def _connect_ray(address: str | None, num_cpus: int) -> None:
     if address or os.environ.get("RAY_ADDRESS"):  # `ray job submit` sets RAY_ADDRESS for the driver
         ray.init(address=address)
     else:
-        # A private instance with the config's logical CPUs (more than cores, DESIGN.md "Ray on 2 cores").
+        # A private instance with the config's logical CPUs, more than the host's cores, so that a 2-core CPU
+        # host can still place every actor.
         ray.init(address="local", num_cpus=num_cpus)
 
 

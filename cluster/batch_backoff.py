@@ -1,8 +1,8 @@
 """When to retry an online request, and how long to wait first.
 
 Pure and deterministic given its clock and random source (tests inject both). The endpoint answers
-429/503 with `Retry-After` when its queues are full or a replica is down (DESIGN.md, "Failure and
-overload"): the server's hint wins, capped; without one, exponential backoff with full jitter, so many
+429/503 with `Retry-After` when its queues are full or a replica is down (docs/reliability.md): the
+server's hint wins, capped; without one, exponential backoff with full jitter, so many
 batch workers do not retry in lockstep.
 """
 

@@ -1,6 +1,6 @@
 """`warmserve bench vision --http`: the whole vision path (HTTP, ingress, Serve's dynamic batching,
 replica) on a fresh local Ray, once per `max_batch_size` in `--max-batch-sizes`, under the same closed-loop
-load (loadtests/vision_bench.py). Shows what dynamic batching buys end to end on this machine.
+load (loadtests/vision_bench.py). Shows what dynamic batching buys end to end on the host it runs on.
 
     warmserve bench vision --http [--model resnet18] [--max-batch-sizes 1,8] [--concurrency 8]
                                   [--requests 96] [--threads 2] [--wait-ms 5] [--port 8300]

@@ -4,6 +4,10 @@ It runs the same greedy streaming workload twice against the running cluster: on
 reference), once with faults (engine SIGKILL, replica actor `ray.kill`, engine stall) injected into a
 random replica at random moments mid-run. A request counts as lost if it did not end with HTTP 200 and a
 finish reason, as mismatched if its text differs from the reference. Exit status 1 if either happened.
+
+`--burst N` adds N requests sent all at once, right after the first fault (or at the start with
+`--faults none`): each must be answered or refused at once with Retry-After, and the report gives the time
+to refusal.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cluster.chaos_burst import BurstOutcome, send_burst
 from cluster.chaos_faults import FAULT_KINDS, FaultKind, inject
 from cluster.chaos_load import RequestOutcome, run_load
 
@@ -70,13 +75,13 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def judge_burst(outcomes: list[RequestOutcome], report: ChaosReport) -> None:
+def judge_burst(outcomes: list[BurstOutcome], report: ChaosReport) -> None:
     """A burst request must end with an answer or a refusal that says when to retry."""
     report.burst = len(outcomes)
     for outcome in outcomes:
         if outcome.status in REFUSAL_STATUSES and outcome.retry_after is not None:
             report.burst_refused_s.append(outcome.seconds)
-        elif not outcome.ok:
+        elif not outcome.completed:
             report.burst_failed.append(f"burst #{outcome.index}: HTTP {outcome.status} after "
                                        f"{outcome.seconds:.1f} s: {(outcome.error or '')[:200]}")
 
@@ -97,7 +102,8 @@ def compare(reference: list[RequestOutcome], faulted: list[RequestOutcome], repo
 async def run_chaos(base_url: str, model: str, app: str, deployment: str, faults: list[FaultKind],
                     requests: int, concurrency: int, max_tokens: int, seed: int = 0,
                     stall_s: float = 10.0, long_streams: bool = False,
-                    burst: int = 0) -> tuple[ChaosReport, list[RequestOutcome]]:
+                    burst: int = 0, burst_max_tokens: int = BURST_MAX_TOKENS,
+                    ) -> tuple[ChaosReport, list[RequestOutcome]]:
     report = ChaosReport(requests)
     window = LONG_FAULT_WINDOW if long_streams else FAULT_WINDOW
     loop = asyncio.get_running_loop()
@@ -111,15 +117,20 @@ async def run_chaos(base_url: str, model: str, app: str, deployment: str, faults
     start = loop.time()
     load = asyncio.create_task(run_load(base_url, model, requests, concurrency, max_tokens,
                                         ignore_eos=long_streams))
-    burst_load: asyncio.Task[list[RequestOutcome]] | None = None
+    burst_load: asyncio.Task[list[BurstOutcome]] | None = None
+
+    def start_burst() -> asyncio.Task[list[BurstOutcome]]:
+        return asyncio.create_task(send_burst(base_url, model, burst, burst_max_tokens, first_index=requests))
+
+    if burst and not faults:  # overload alone
+        burst_load = start_burst()
     for kind in faults:
         at = start + rng.uniform(*window) * report.reference_s
         await asyncio.sleep(max(0.0, at - loop.time()))
         report.faults.append(await asyncio.to_thread(inject, kind, app, deployment, rng, stall_s))
         print(f"[warmserve] chaos: {report.faults[-1]}", file=sys.stderr)
         if burst and burst_load is None:  # all at once, while a replica is down
-            burst_load = asyncio.create_task(run_load(base_url, model, burst, burst, BURST_MAX_TOKENS,
-                                                      first_index=requests))
+            burst_load = start_burst()
     faulted = await load
     if burst_load is not None:
         judge_burst(await burst_load, report)
@@ -137,13 +148,15 @@ def cmd_chaos(argv: list[str]) -> int:
     parser.add_argument("--config", default="local", help="profile or file the cluster was started with")
     parser.add_argument("--url", default=None, help="OpenAI base URL (default: from the config's http)")
     parser.add_argument("--faults", default="engine_kill",
-                        help=f"comma-separated, in order: {', '.join(FAULT_KINDS)}")
+                        help=f"comma-separated, in order: {', '.join(FAULT_KINDS)}; or none (with --burst)")
     parser.add_argument("--requests", type=int, default=None, help="default 50 (12 with --long-streams)")
     parser.add_argument("--concurrency", type=int, default=None, help="default 50 (12 with --long-streams)")
     parser.add_argument("--max-tokens", type=int, default=None, help="default 48 (1500 with --long-streams)")
     parser.add_argument("--burst", type=int, default=0,
                         help="also send this many requests at once right after the first fault; each must be "
                              "answered or refused with Retry-After (the report gives the time to refusal)")
+    parser.add_argument("--burst-max-tokens", type=int, default=BURST_MAX_TOKENS,
+                        help=f"max_tokens of each burst request (default {BURST_MAX_TOKENS})")
     parser.add_argument("--long-streams", action="store_true",
                         help="streams that run for minutes to max_tokens, the fault early: each resumed stream "
                              "must still arrive complete and unchanged")
@@ -155,7 +168,9 @@ def cmd_chaos(argv: list[str]) -> int:
     for name, default in shape.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
-    faults = [f.strip() for f in args.faults.split(",") if f.strip()]
+    faults = [f.strip() for f in args.faults.split(",") if f.strip() and f.strip() != "none"]
+    if not faults and not args.burst:
+        parser.error("--faults none needs --burst")
     unknown = sorted(set(faults) - set(FAULT_KINDS))
     if unknown:
         parser.error(f"unknown fault(s) {unknown}; choose from {', '.join(FAULT_KINDS)}")
@@ -175,7 +190,8 @@ def cmd_chaos(argv: list[str]) -> int:
     ray.init(address="auto", namespace=config.ray.namespace, log_to_driver=False)
     report, outcomes = asyncio.run(run_chaos(url, model.name, APP_NAME, llm_deployment_name(model.name),
                                              faults, args.requests, args.concurrency, args.max_tokens, args.seed,
-                                             args.stall_s, args.long_streams, args.burst))  # type: ignore[arg-type]
+                                             args.stall_s, args.long_streams, args.burst,  # type: ignore[arg-type]
+                                             args.burst_max_tokens))
     print(report.summary())
     if args.json is not None:
         args.json.write_text(json.dumps({"report": asdict(report), "outcomes": [asdict(o) for o in outcomes]},

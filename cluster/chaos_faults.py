@@ -1,8 +1,8 @@
 """Real faults on a running warmserve cluster: find an LLM deployment's replicas, then SIGKILL one's engine
 process, `ray.kill` its actor, or stall its engine (SIGSTOP, then SIGCONT after a while).
 
-Signals go to processes on this machine: run the chaos tool on the node that hosts the replica (on one
-machine, always). The driver must be connected to the cluster (`ray.init`).
+Signals go to processes on the local host: run the chaos tool on the node that hosts the replica (on a
+single-node cluster, always). The driver must be connected to the cluster (`ray.init`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def replica_actor_names(app: str, deployment: str) -> list[str]:
 
 
 def _local_replica_pids(app: str, deployment: str) -> list[int]:
-    """Processes on this machine titled as the deployment's replica actors (Ray sets the title
+    """Processes on the local host titled as the deployment's replica actors (Ray sets the title
     `ray::ServeReplica:<app>:<deployment>`, with the running method appended after a dot)."""
     import psutil
 
@@ -85,7 +85,7 @@ def inject(kind: FaultKind, app: str, deployment: str, rng: random.Random, stall
     engines = {pid: engine_processes(pid) for pid in _local_replica_pids(app, deployment)}
     engines = {pid: children for pid, children in engines.items() if children}
     if not engines:
-        raise RuntimeError(f"no replica of {app}/{deployment} on this machine has an engine process (an "
+        raise RuntimeError(f"no replica of {app}/{deployment} on this node has an engine process (an "
                            "in-process fake engine, or replicas on other nodes): use replica_kill")
     replica_pid = _busiest_replica(engines, rng)
     engine = engines[replica_pid]

@@ -218,12 +218,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         command = [sys.executable, "-m", "loadtests.compare_routers", *args.passthrough[2:]]
         return subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}).returncode
     if args.passthrough[:1] == ["vision"]:
-        # Vision backends side by side on this machine's CPU or GPU (engines only, docs/benchmarks.md).
+        # Vision backends side by side on the local CPU or GPU (engines only, docs/benchmarks.md).
         from cluster.bench_vision import main as bench_vision
 
         return bench_vision(args.passthrough[1:])
     if args.passthrough[:1] == ["router"]:
-        # The simulated router comparison: pure Python, no cluster (docs/benchmarks.md, issue 4).
+        # The simulated router comparison: pure Python, no cluster (docs/benchmarks.md, "Router: simulated").
         from cluster.bench_router import main as bench_router
 
         return bench_router(args.passthrough[1:])

@@ -1,4 +1,4 @@
-"""Start the local Ray head on `ray.serving_cpus`: the cores this machine has, and the affinity the head's
+"""Start the local Ray head on `ray.serving_cpus`: the cores the host has, and the affinity the head's
 processes get (inherited by everything Ray starts, so the serving path stays off the engine's cores).
 """
 
@@ -28,7 +28,7 @@ def machine_cpus(sources: tuple[Path, ...] = CPU_SOURCES) -> frozenset[int]:
 
 
 def serving_cpus_problem(config: ClusterConfig, available: frozenset[int] | None = None) -> str | None:
-    """Why this machine cannot run the config's `ray.serving_cpus` and engine binds, or None when it can."""
+    """Why the local host cannot run the config's `ray.serving_cpus` and engine binds, or None when it can."""
     have = machine_cpus() if available is None else available
     wanted = {"ray.serving_cpus": config.ray.serving_cpus or ""}
     wanted.update({f"model {m.name!r}: engine.cpu_threads_bind": m.engine.cpu_threads_bind.replace("|", ",")

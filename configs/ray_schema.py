@@ -11,7 +11,7 @@ from configs.cpu_sets import parse_cpu_list
 
 
 def is_loopback(host: str) -> bool:
-    """Whether `host` (an IP address or "localhost") is reachable only from this machine."""
+    """Whether `host` (an IP address or "localhost") is reachable only from the local host."""
     if host == "localhost":
         return True
     try:
@@ -24,8 +24,8 @@ class RayConfig(StrictModel):
     """How `warmserve up` reaches Ray: start a local head (address None) or join an existing cluster."""
 
     address: str | None = Field(default=None, description="Ray address to join; None starts a local head")
-    # More logical CPUs than cores: on a 2-core machine Serve could not otherwise place the ingress and
-    # the proxy beside the engine replicas (DESIGN.md, "Ray on 2 cores").
+    # More logical CPUs than cores: on a 2-core CPU host Serve could not otherwise place the ingress and
+    # the proxy beside the engine replicas.
     num_cpus: int = Field(default=8, ge=1, le=4096)
     # The dashboard serves Ray's job API, which runs any code it is sent: remote code execution for
     # whoever reaches it (Ray's token auth, which `warmserve up` turns on, is its only other guard).
@@ -38,18 +38,18 @@ class RayConfig(StrictModel):
     namespace: str = Field(default="warmserve", min_length=1, max_length=64)
     # Ray Serve's throughput-optimized mode: user code and routers on the replica's own event loop (no
     # cross-thread hop per message), handle calls over gRPC, GC frozen after start. It halved the CPU the
-    # ingress and the LLM replica spend per token on 2 cores (docs/benchmarks.md).
+    # ingress and the LLM replica spend per token on a 2-core x86 CPU VM (docs/benchmarks.md).
     serve_throughput_optimized: bool = True
-    # How often Serve's controller runs its control loop. Ray's 0.1 s cost 3.5% of a core while idle here
-    # (0.5 s: half that), CPU the engine loses on a small machine. The loop reconciles deployment state
-    # (replica starts, scaling); routers drop a failed replica on the failed call, not on this loop.
+    # How often Serve's controller runs its control loop. Ray's 0.1 s cost 3.5% of a core while idle on a
+    # 2-core x86 CPU VM (0.5 s: half that), CPU the engine loses on a 2-core CPU host. The loop reconciles
+    # deployment state (replica starts, scaling); routers drop a failed replica on the failed call, not on this loop.
     serve_control_loop_interval_s: float = Field(default=0.5, gt=0, le=10)
     # How often replicas and handles push autoscaling metrics to the controller (only for autoscaled
     # models). Ray's 10 s would add that much to every scaling reaction.
     serve_autoscaling_metrics_push_s: float = Field(default=2.0, gt=0, le=60)
     # Niceness `warmserve up` gives Ray's control-plane daemons (dashboard, agents, monitors) on a head it
     # started; null leaves them at 0. Ray runs its workers, the request path included, at 15, so at 0 its
-    # daemons outrank the request path on a small machine (cluster/background_priority.py).
+    # daemons outrank the request path on a 2-core CPU host (cluster/background_priority.py).
     background_niceness: int | None = Field(default=15, ge=0, le=19)
     # Niceness of Ray's workers (ingress and LLM replicas included) on a head `warmserve up` starts
     # (Ray's `RAY_worker_niceness`); None keeps Ray's 15. The engines take `engine.process_niceness`.
@@ -76,7 +76,7 @@ class RayConfig(StrictModel):
         if not is_loopback(self.dashboard_host) and not self.allow_public_bind:
             raise ValueError(
                 f"ray: dashboard_host={self.dashboard_host!r} is not a loopback address. Ray's job API, served by "
-                "the dashboard, runs any code it is sent, so exposing it beyond this machine invites remote code "
+                "the dashboard, runs any code it is sent, so exposing it beyond the local host invites remote code "
                 "execution. Set ray.allow_public_bind: true only on a trusted network, behind a firewall "
                 "(docs/operations.md, 'Security model')")
         return self

@@ -61,8 +61,11 @@ class AdmissionConfig(StrictModel):
     """Bounded queues: beyond them the API answers at once (429/503 with Retry-After), never hangs."""
 
     # Requests waiting in the ingress for a replica slot (per ingress replica; Serve's
-    # max_queued_requests on the handle). Beyond it: 503. -1 = unbounded (Serve's default).
-    max_queued_requests: int = Field(default=256, ge=-1, le=1_000_000)
+    # max_queued_requests on the handle). Beyond it: 503. -1 = unbounded (Serve's default). A second line
+    # behind `max_inflight`: at least as large, so the bound that binds is the one checked at once, on
+    # arrival. (At 256 below 512 in flight, a burst's excess was refused here, seconds late, after
+    # templating and a routing attempt each.)
+    max_queued_requests: int = Field(default=512, ge=-1, le=1_000_000)
     # Engine requests in flight or queued through one ingress replica for this model. Beyond it: 503.
     max_inflight: int = Field(default=512, ge=1, le=1_000_000)
     # The same per client (API key, else the `user` field, else the client address). Beyond it: 429.

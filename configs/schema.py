@@ -43,6 +43,12 @@ class HttpConfig(StrictModel):
     # Concurrent requests one ingress replica accepts. Ray Serve's default (5) queued requests in the
     # proxy and halved throughput at concurrency 8 (measured: 0.52x raw vLLM); engines bound the real work.
     ingress_max_ongoing_requests: int = Field(default=1024, ge=1, le=100_000)
+    # Scheduling priority of every thread of the ingress replicas. Ray starts them at nice 15, below the
+    # engines (`engine.process_niceness`, 0): with the engines saturating every core, an ingress at 15 got
+    # ~2% of a core, and a burst of 700 requests beyond the admission bound waited 64-154 s for its 503s
+    # (docs/benchmarks.md, "Overload"). 0 is the layout raw vLLM runs (its API server at the engine's
+    # priority). Lowering niceness needs CAP_SYS_NICE; without it the ingress keeps Ray's. None keeps Ray's.
+    ingress_niceness: int | None = Field(default=0, ge=-20, le=19)
 
 
 class PlacementConfig(StrictModel):
@@ -58,7 +64,7 @@ class PlacementConfig(StrictModel):
     # Nodes this model's replicas may use (GPU); a replica spans as few of them as its shape allows.
     nodes: int = Field(default=1, ge=1, le=1024)
     gpus_per_node: int = Field(default=0, ge=0, le=64)
-    # CPU cores one engine worker owns; on CPU each TP worker needs its own core (DESIGN.md).
+    # CPU cores one engine worker owns; on CPU each TP worker needs its own core.
     cpus_per_worker: float = Field(default=1.0, gt=0, le=256)
 
     def replica_node_shares(self, tensor_parallel_size: int, pipeline_parallel_size: int) -> list[int]:
@@ -123,11 +129,11 @@ class EngineConfig(StrictModel):
     kv_events_network: Literal["node", "cluster"] = "node"
     # Tokens the engine gathers per streamed chunk after the first (vLLM's `stream_interval`; the first
     # token always goes at once, the rest with the finish). 1 (vLLM's default) streams every token. Each
-    # chunk is one gRPC message from the replica to the ingress; over that channel 4 changes tokens/s on
-    # 2 cores within noise (docs/benchmarks.md, "Transport"), while clients see tokens in groups.
+    # chunk is one gRPC message from the replica to the ingress; over that channel 4 changed tokens/s on
+    # a 2-core x86 CPU VM within noise (docs/benchmarks.md, "Transport"), while clients see tokens in groups.
     stream_interval: int = Field(default=1, ge=1, le=1024)
     # Scheduling priority of the engine's own processes. Ray starts every worker (replicas included) at
-    # nice 15; raising just the engine above the request path gave +9% tokens/s on 2 cores
+    # nice 15; raising just the engine above the request path gave +9% tokens/s on a 2-core x86 CPU VM
     # (docs/benchmarks.md). Lowering niceness needs CAP_SYS_NICE; without it the engine keeps Ray's.
     process_niceness: int | None = Field(default=0, ge=-20, le=19)
     # Scheduling priority of every thread of the process that hosts the engine's front end (the LLM
@@ -191,7 +197,7 @@ class RequestLimits(StrictModel):
 
 
 class RouterConfig(StrictModel):
-    """How the ingress picks an LLM replica for each request (router/, DESIGN.md "The router").
+    """How the ingress picks an LLM replica for each request (router/).
 
     `kv_aware`: cost = uncached_block_weight x uncached prompt blocks + load blocks, from the engines' KV
     events (or routing history alone when `engine.kv_events` is off); `pow2`: Ray Serve's default
@@ -220,7 +226,7 @@ class RouterConfig(StrictModel):
     routed_blocks_capacity: int = Field(default=16_384, ge=1, le=100_000_000)
     # How often replicas report load and their KV event endpoint to routers (Serve's routing stats). Each
     # report is a controller RPC per replica plus a broadcast to every router, CPU the engines compete for
-    # on a small machine; a router's own in-flight count is exact anyway, so reports only add other
+    # on a 2-core CPU host; a router's own in-flight count is exact anyway, so reports only add other
     # routers' work and discover new replicas' event endpoints (routed-block memory bridges until then).
     stats_period_s: float = Field(default=2.0, gt=0, le=600)
 

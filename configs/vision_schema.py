@@ -1,4 +1,4 @@
-"""The typed schema of one served vision model (issue 7): which network, which backend, how it batches.
+"""The typed schema of one served vision model: which network, which backend, how it batches.
 
 Part of `ClusterConfig.vision_models`; validated at load like the LLM models, so an impossible combination
 (TensorRT without a GPU, FP16 on a CPU) fails with the model's name before anything starts.

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from deployments.arrival_gate import ArrivalMiddleware
 from deployments.errors import APIError, internal_error, protocol_response
 from deployments.openai_protocol import validation_error
 from deployments.openapi_docs import install_openapi
@@ -20,6 +21,10 @@ from deployments.security_middleware import SecurityMiddleware, route_path
 
 logger = logging.getLogger("warmserve.ingress")
 app = FastAPI(title="warmserve", docs_url=None, redoc_url=None)
+# Middleware added first runs innermost. Refuses LLM requests beyond every model's capacity at arrival,
+# before the body is read (configured by the ingress at start through `app.state.arrivals`); after the
+# key check, so requests without a valid key never take a place.
+app.add_middleware(ArrivalMiddleware)
 # Body bound, API keys and per-key limits, before any route runs (configured by the ingress at start).
 app.add_middleware(SecurityMiddleware)
 # Added last, so it runs outermost and counts the security middleware's refusals too.

@@ -27,6 +27,7 @@ from configs.schema import HttpConfig, LLMModelConfig
 from configs.security_schema import SecurityConfig
 from configs.vision_schema import VisionModelConfig
 from deployments.admission import AdmissionTicket, client_identity
+from deployments.arrival_gate import ArrivalGate, settle_arrival
 from deployments.api_keys import ResolvedKey
 from deployments.completion_stream import IndexedChunk, Usage, merged_streams
 from deployments.errors import APIError, internal_error, service_unavailable
@@ -56,6 +57,7 @@ from deployments.request_span import parse_traced, record_usage, traced_request
 from deployments.tracing import configure_tracing, end_span
 from deployments.version_fallback import answer_with_fallback
 from deployments.vision_routes import VisionRoutes
+from engines.process_priority import set_own_niceness
 from engines.trace_context import carrier_of, trace_id_of, tracer
 from engines.types import GenerationRequest, OutputChunk, SamplingSpec
 
@@ -88,6 +90,8 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
                  vision_labels: dict[str, list[str]] | None = None,
                  security: SecurityConfig | None = None, api_keys: list[ResolvedKey] | None = None,
                  observability: ObservabilityConfig | None = None) -> None:
+        if http.ingress_niceness is not None:  # first: the threads started below inherit it
+            set_own_niceness(http.ingress_niceness, "the ingress")
         observability = observability or ObservabilityConfig()
         configure_tracing(observability.tracing, "ingress")
         configure_logging(observability.logging, "ingress")
@@ -104,6 +108,7 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
         self._readiness = ReadinessWatch([Watched(name, s.handle.app_name, s.handle.deployment_name)
                                           for name, s in self._models.items()])
         watch_admission({name: served.admission for name, served in self._models.items()})  # queue depth
+        app.state.arrivals = ArrivalGate([served.admission for served in self._models.values()])
         self._timeout_s = http.request_timeout_s
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -183,10 +188,14 @@ class Ingress(VisionRoutes, MetricsRoutes):  # the /v2 (KServe/Triton) and /v1/v
         # are refused at once however many arrive together.
         key_name = api_key_name(http_request.scope)
         client = client_identity(http_request.headers.get("authorization"), body.user, key_name)
-        ticket = served.admission.admit(client, body.n)
         try:
-            return await self._complete_admitted(served, body, encode_prompt(), requested_max_tokens,
-                                                 prompt_param, framing, ticket, key_name)
+            ticket = served.admission.admit(client, body.n)
+        finally:
+            settle_arrival(http_request.scope)  # admitted or refused: no longer counted as arriving
+        try:
+            prompt = await served.tokenizer_thread.run(encode_prompt)
+            return await self._complete_admitted(served, body, prompt, requested_max_tokens, prompt_param,
+                                                 framing, ticket, key_name)
         except BaseException:
             ticket.release()
             raise

@@ -103,7 +103,8 @@ class LLMReplica:
         try:
             await self._engine.start()
             if self._kv_events is not None and model.engine.kv_events_network == "cluster":
-                self._kv_events_relay = KVEventsRelay(self._kv_events.address, _node_address(), cluster_secret())
+                self._kv_events_relay = KVEventsRelay(self._kv_events.address, _node_address(), cluster_secret(),
+                                                      self._kv_events.replay_address)
         except BaseException:
             await self._end_engine()
             raise
@@ -191,6 +192,7 @@ class LLMReplica:
             kv_events_endpoint=stats.kv_events_endpoint, node_id=self._node_id,
             kv_events_replay_endpoint=self._kv_events.replay_address if stats.kv_events_endpoint else None,
             kv_events_remote_endpoint=self._kv_events_relay.address if self._kv_events_relay else None,
+            kv_events_remote_replay_endpoint=self._kv_events_relay.replay_address if self._kv_events_relay else None,
             block_size=self._engine.block_size,
             engine_healthy=self._engine_dead is None, reported_at=time.time(),
             prefix_cache_hit_rate=stats.prefix_cache_hit_rate,

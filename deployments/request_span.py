@@ -3,6 +3,7 @@ attributes recorded on it. The tracing model is in `deployments.tracing`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
@@ -15,6 +16,11 @@ from deployments.errors import APIError
 from deployments.openai_protocol import RequestT, decode_json, parse_request
 from deployments.tracing import TRACE_ID_HEADER, end_span
 from engines.trace_context import context_from_headers, trace_id_of, tracer
+
+# Bodies above this size are decoded and validated on a worker thread: a multi-megabyte JSON body takes
+# tens of milliseconds to parse, which the event loop (routing, streaming, /health) must not wait on. Below
+# it the thread hop would cost more than the parse.
+PARSE_ON_LOOP_MAX_BYTES = 64 * 1024
 
 
 async def traced_request(request: Request, route: str, handler: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -42,7 +48,10 @@ async def traced_request(request: Request, route: str, handler: Callable[[Reques
 async def parse_traced(request: Request, model: type[RequestT]) -> RequestT:
     """The body read and validated, as a span of the request's trace (a 4xx is not a server error)."""
     with tracer().start_as_current_span("ingress.parse", record_exception=False, set_status_on_exception=False):
-        return parse_request(model, decode_json(await request.body()))
+        raw = await request.body()
+        if len(raw) <= PARSE_ON_LOOP_MAX_BYTES:
+            return parse_request(model, decode_json(raw))
+        return await asyncio.to_thread(lambda: parse_request(model, decode_json(raw)))
 
 
 def record_usage(span: Span, usage: Usage) -> None:

@@ -10,6 +10,7 @@ from ray.serve.handle import DeploymentHandle
 
 from configs.schema import LLMModelConfig
 from deployments.admission import AdmissionGate
+from deployments.tokenizer_thread import TokenizerThread
 from engines.tokenizer import PromptTokenizer
 from router.replica_exclusions import deployment_key, process_exclusions
 
@@ -28,13 +29,16 @@ class ServedModel:
     # replica (docs/benchmarks.md, "Transport"). Set on the handle, not left to the handle's default, which Serve
     # fixes from RAY_SERVE_THROUGHPUT_OPTIMIZED when the creating process first imports `ray.serve`.
     stream: DeploymentHandle
+    # Where the chat template and the tokenizer run: off the event loop.
+    tokenizer_thread: TokenizerThread
 
     @classmethod
     def create(cls, config: LLMModelConfig, model_path: str, handle: DeploymentHandle, created: int) -> ServedModel:
         return cls(config, PromptTokenizer(Path(model_path)), handle, created,
                    AdmissionGate(config.admission, config.name),
                    deployment_key(handle.app_name, handle.deployment_name),
-                   handle.options(stream=True, _by_reference=False))
+                   handle.options(stream=True, _by_reference=False),
+                   TokenizerThread(config.name))
 
     def exclude_replica(self, replica_id: str) -> None:
         """A call to the replica failed: the routers of this process skip it from now on."""

@@ -1,6 +1,6 @@
 """Scheduling priority of an engine's processes and threads.
 
-Ray starts every worker (Serve replicas included) at nice 15. On a small machine that puts the engine and
+Ray starts every worker (Serve replicas included) at nice 15. On a 2-core CPU host that puts the engine and
 its front end behind anything else runnable, so warmserve gives them the priorities its config names
 (`engine.process_niceness`, `engine.frontend_niceness`; docs/benchmarks.md has the measurements).
 Lowering niceness needs CAP_SYS_NICE (or a matching RLIMIT_NICE); without it the process keeps Ray's and a
@@ -26,7 +26,7 @@ def set_child_niceness(niceness: int) -> None:
             logger.warning("cannot set niceness %d on engine process %s: %s", niceness, child.pid, error)
 
 
-def set_own_niceness(niceness: int) -> None:
+def set_own_niceness(niceness: int, what: str = "the engine front end") -> None:
     """Give every thread of this process `niceness`.
 
     On Linux a niceness belongs to a thread, and `setpriority(PRIO_PROCESS, pid)` changes only the thread
@@ -41,6 +41,5 @@ def set_own_niceness(niceness: int) -> None:
         except ProcessLookupError:  # the thread ended since the listing
             continue
         except PermissionError as error:
-            logger.warning("cannot set niceness %d on the engine front end (thread %d): %s",
-                           niceness, thread_id, error)
+            logger.warning("cannot set niceness %d on %s (thread %d): %s", niceness, what, thread_id, error)
             return

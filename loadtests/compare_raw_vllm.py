@@ -103,8 +103,8 @@ def _start_raw_vllm(settings: EngineSettings) -> subprocess.Popen[bytes]:
 
 
 # `short`: one short question per request (decode-heavy: the serving path's per-token cost dominates).
-# `shared`: DESIGN.md's peer workload, 8 system prompts of ~560 tokens x 8 questions in shuffled rounds
-# (`--requests` is then 64 per run whatever it says).
+# `shared`: the peer comparison's shared-prefix workload, 8 system prompts of ~560 tokens x 8 questions in
+# shuffled rounds (`--requests` is then 64 per run whatever it says).
 WORKLOADS = ("short", "shared")
 SHARED_GROUPS, SHARED_QUESTIONS = 8, 8
 

@@ -4,7 +4,7 @@
                        [--shape constant|step|spike|soak ...] [--max-requests N]
                        [--slo-ttft-ms X] [--slo-tpot-ms Y] [--workers N] [--out DIR]
 
-Runs Locust headless on loadtests/locustfile.py (a master and N workers on this machine with --workers N),
+Runs Locust headless on loadtests/locustfile.py (a master and N workers on the local host with --workers N),
 then writes into --out: Locust's CSV and HTML, records/ (one JSON line per request), summary.json, PNG plots
 and report.md. Command-line values override the scenario's. With --compare, the same run against several
 systems the harness starts and stops (loadtests/compare_targets.py). Exit code: 0 when every request

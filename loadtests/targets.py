@@ -1,4 +1,4 @@
-"""Systems a comparison run starts, measures and stops, one at a time, on this machine.
+"""Systems a comparison run starts, measures and stops, one at a time, on the local host.
 
 - `kv_aware`, `pow2`, `round_robin`, `ray_prefix_affinity`: warmserve with the `local` profile (2 SmolLM2
   replicas) and only `router.policy` changed, started with `./warmserve up --config <variant>` and stopped

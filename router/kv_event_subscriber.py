@@ -41,7 +41,7 @@ class KVEventSource:
 
     address: str
     secure: bool = False
-    replay: str | None = None  # the publisher's replay socket (same node only), for resynchronising
+    replay: str | None = None  # the publisher's replay socket (or, `secure`, its relay's), for resynchronising
 
 
 OnBatch = Callable[[ReplicaId, KVEventBatch], None]
@@ -160,7 +160,7 @@ class KVEventSubscriber:
             resync.add(replica)  # what it cached before we joined
         for replica in resync:
             if replica in sockets and sockets[replica][0].replay is not None:
-                self._replay(replica, sockets[replica][0].replay)
+                self._replay(replica, sockets[replica][0])
 
     def _drain(self, replica: ReplicaId, sock: zmq.Socket) -> None:
         while True:
@@ -191,10 +191,10 @@ class KVEventSubscriber:
             self._trouble("apply")
             logger.exception("applying a KV event batch from %s failed; dropped", replica)
 
-    def _replay(self, replica: ReplicaId, address: str) -> None:
+    def _replay(self, replica: ReplicaId, source: KVEventSource) -> None:
         """Every batch the publisher still buffers, in order; nothing when it does not answer in time (the
         live stream goes on, and the next gap asks again)."""
-        batches = self._fetch_replay(replica, address)
+        batches = self._fetch_replay(replica, source)
         if batches is None:
             return
         self.replays += 1
@@ -205,11 +205,14 @@ class KVEventSubscriber:
         if batches:
             self._replayed_to[replica] = batches[-1].seq
 
-    def _fetch_replay(self, replica: ReplicaId, address: str) -> list[KVEventBatch] | None:
+    def _fetch_replay(self, replica: ReplicaId, source: KVEventSource) -> list[KVEventBatch] | None:
         dealer = self._context.socket(zmq.DEALER)
         dealer.linger = 0
         batches: list[KVEventBatch] = []
+        address = source.replay
         try:
+            if source.secure:
+                secure_subscriber(dealer, self._secret())
             dealer.connect(address)
             dealer.send_multipart([b"", (0).to_bytes(8, "big")])
             deadline = time.monotonic() + REPLAY_TIMEOUT_S

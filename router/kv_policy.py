@@ -23,7 +23,7 @@ __all__ = ["Candidate", "Clock", "DEFAULT_NEW_PREFIX_SPREAD_BLOCKS", "DEFAULT_UN
 # An uncached block costs its prefill now and as much again in capacity taken from later requests (and it
 # evicts cached blocks), so recomputing a prefix elsewhere must save several times its own blocks. Loads
 # are in prefill blocks (router.load_tracker); 5 measured best across the simulator's workloads, 1-2 split
-# shared prefixes needlessly (docs/benchmarks.md, "Router: simulated (issue 4)").
+# shared prefixes needlessly (docs/benchmarks.md, "Router: simulated").
 DEFAULT_UNCACHED_BLOCK_WEIGHT = 5.0
 # What a prompt that no replica holds any block of pays per live prefix a replica already owns
 # (router.prefix_owners): large next to loads, so new shared prefixes spread evenly over the replicas

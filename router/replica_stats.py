@@ -22,6 +22,8 @@ class ReplicaRoutingStats:
     kv_events_replay_endpoint: str | None = None
     # tcp:// relay of those events for routers on other nodes (CURVE, engines/kv_events_relay.py), if any
     kv_events_remote_endpoint: str | None = None
+    # tcp:// replay socket of that relay (CURVE, the same replay protocol), if any
+    kv_events_remote_replay_endpoint: str | None = None
     block_size: int | None = None
     # False once the replica's engine reported itself dead: routers stop sending it work before Serve's
     # health check replaces it. `reported_at` (wall clock) lets a router tell a report made after a
@@ -42,6 +44,7 @@ class ReplicaRoutingStats:
         node_id = raw.get("node_id")
         remote = raw.get("kv_events_remote_endpoint")
         replay = raw.get("kv_events_replay_endpoint")
+        remote_replay = raw.get("kv_events_remote_replay_endpoint")
         block_size = raw.get("block_size")
         reported_at = raw.get("reported_at")
         hit_rate = raw.get("prefix_cache_hit_rate")
@@ -53,6 +56,7 @@ class ReplicaRoutingStats:
             node_id=node_id if isinstance(node_id, str) else None,
             kv_events_remote_endpoint=remote if isinstance(remote, str) else None,
             kv_events_replay_endpoint=replay if isinstance(replay, str) else None,
+            kv_events_remote_replay_endpoint=remote_replay if isinstance(remote_replay, str) else None,
             block_size=int(block_size) if isinstance(block_size, int) else None,
             engine_healthy=raw.get("engine_healthy", True) is not False,
             reported_at=float(reported_at) if isinstance(reported_at, (int, float)) else None,

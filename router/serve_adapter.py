@@ -109,7 +109,8 @@ def kv_event_source(stats: ReplicaRoutingStats, own_node_id: str | None) -> KVEv
     if stats.node_id is None or own_node_id is None or stats.node_id == own_node_id:
         return KVEventSource(stats.kv_events_endpoint, replay=stats.kv_events_replay_endpoint)
     if stats.kv_events_remote_endpoint is not None:
-        return KVEventSource(stats.kv_events_remote_endpoint, secure=True)
+        return KVEventSource(stats.kv_events_remote_endpoint, secure=True,
+                             replay=stats.kv_events_remote_replay_endpoint)
     return None
 
 

@@ -1,2 +1,2 @@
-"""Image classification engines (issue 7): networks, the model store for them, pre/post-processing, and the
+"""Image classification engines: networks, the model store for them, pre/post-processing, and the
 TensorRT, ONNX Runtime and PyTorch backends behind one `VisionEngine` protocol. Ray-free."""

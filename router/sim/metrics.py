@@ -4,7 +4,7 @@
 - ttft_p50_ms, ttft_p90_ms: time from arrival to the first token, percentiles over all requests.
 - max_mean_load: requests routed to the busiest replica / mean requests per replica (1.0 = perfectly even).
 - decision_us_p50: median wall time of one routing decision (`route`, excluding tokenization / text
-  rendering), measured with `time.perf_counter_ns` on this machine: for baselines, of this package's
+  rendering), measured with `time.perf_counter_ns` on the host running the simulation: for baselines, of this package's
   Python re-implementations, not of the originals.
 """
 

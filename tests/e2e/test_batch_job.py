@@ -77,8 +77,13 @@ class Head:
         return job_id, self.cli(*command)
 
     def status(self, job_id: str) -> str:
-        """The job's status word, read from what `ray job status` prints for each state."""
-        out = self.cli(ray_bin("ray"), "job", "status", "--address", DASHBOARD, job_id, timeout_s=60)
+        """The job's status word, read from what `ray job status` prints for each state. A call that does not
+        answer in time (two engines loading on a loaded host can starve the dashboard) is an unknown status
+        for this poll, not a failure: the caller's own deadline decides."""
+        try:
+            out = self.cli(ray_bin("ray"), "job", "status", "--address", DASHBOARD, job_id, timeout_s=60)
+        except subprocess.TimeoutExpired:
+            return "UNKNOWN: `ray job status` did not answer within 60 s"
         text = out.stdout + out.stderr
         for phrase, status in (("' succeeded", "SUCCEEDED"), ("' was stopped", "STOPPED"), ("' failed", "FAILED")):
             if phrase in text:
@@ -219,6 +224,7 @@ def offline_run(head: Head, inputs: Inputs) -> OfflineRun:
     assert head.status(job_a) not in TERMINAL, diagnosis()
     stop = head.cli(ray_bin("ray"), "job", "stop", "--address", DASHBOARD, job_a)
     assert stop.returncode == 0, stop.stderr[-2000:]
+    _wait_for(lambda: head.status(job_a) in TERMINAL, 120, "job A to reach a final status", diagnosis)
     stopped = head.status(job_a)
     committed = _committed(shards_dir)
     assert not output.exists(), "a stopped job must not have written the merged output"

@@ -45,6 +45,8 @@ def test_a_streamed_chat_request_is_one_trace_across_ingress_router_and_replica(
     assert root.parent_span_id == client_span and root.service == "ingress"
     for name in ("ingress.parse", "ingress.template", "ingress.tokenize", "llm.attempt"):
         assert by_name[name].parent_span_id == root.span_id, name
+    for name in ("ingress.template", "ingress.tokenize"):  # off the event loop, on the model's own thread
+        assert by_name[name].attributes["thread.name"].startswith("tokenizer-"), by_name[name].attributes
     for name in ("router.choose_replica", "serve.queue", "replica.generate"):
         assert by_name[name].parent_span_id == attempt.span_id, name
     assert by_name["replica.generate"].service == "llm-replica"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.chaos import ChaosReport, cmd_chaos, compare, judge_burst
+from cluster.chaos_burst import BurstOutcome
 from cluster.chaos_load import RequestOutcome
 
 
@@ -27,10 +28,10 @@ def test_compare_counts_lost_and_changed_requests() -> None:
 
 def test_a_burst_is_judged_on_answers_and_prompt_refusals() -> None:
     burst = [
-        RequestOutcome(10, 200, "ok", "length", "r1", None, 0, 0, 0.4),
-        RequestOutcome(11, 503, "", None, None, "busy", 0, 0, 0.05, retry_after="1"),
-        RequestOutcome(12, 429, "", None, None, "too many", 0, 0, 0.09, retry_after="2"),
-        RequestOutcome(13, 500, "", None, None, "engine error", 0, 0, 3.0),  # neither answered nor refused
+        BurstOutcome(10, 200, 0.4, None, True, None),
+        BurstOutcome(11, 503, 0.05, "1", False, "busy"),
+        BurstOutcome(12, 429, 0.09, "2", False, "too many"),
+        BurstOutcome(13, 500, 3.0, None, False, "engine error"),  # neither answered nor refused
     ]
     report = ChaosReport(0)
     judge_burst(burst, report)
@@ -42,6 +43,12 @@ def test_a_burst_is_judged_on_answers_and_prompt_refusals() -> None:
 def test_unknown_fault_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exit_info:
         cmd_chaos(["--faults", "engine_kill,meteor"])
+    assert exit_info.value.code == 2
+
+
+def test_no_fault_needs_a_burst() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cmd_chaos(["--faults", "none"])
     assert exit_info.value.code == 2
 
 

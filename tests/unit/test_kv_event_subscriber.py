@@ -12,7 +12,7 @@ import zmq
 from configs.schema import EngineConfig
 from engines.fake_engine import FakeLLMEngine
 from engines.kv_events_endpoint import KVEventsEndpoint
-from engines.kv_events_relay import ClusterSecretError, KVEventsRelay, cluster_secret
+from engines.kv_events_relay import ClusterSecretError, KVEventsRelay, cluster_secret, secure_subscriber
 from engines.types import GenerationRequest, KVEventBatch, SamplingSpec
 from router.kv_event_subscriber import KVEventSource, KVEventSubscriber
 from router.prefix_index import PrefixIndex
@@ -169,16 +169,21 @@ def test_the_router_reads_local_events_locally_and_remote_ones_only_through_a_re
     local = ReplicaRoutingStats(kv_events_endpoint="ipc:///x/events.sock", node_id="n1")
     remote = ReplicaRoutingStats(kv_events_endpoint="ipc:///y/events.sock", node_id="n2")
     relayed = ReplicaRoutingStats(kv_events_endpoint="ipc:///y/events.sock", node_id="n2",
-                                  kv_events_remote_endpoint="tcp://10.0.0.2:5000")
+                                  kv_events_remote_endpoint="tcp://10.0.0.2:5000",
+                                  kv_events_remote_replay_endpoint="tcp://10.0.0.2:5001")
     assert kv_event_source(local, "n1") == KVEventSource("ipc:///x/events.sock")
     assert kv_event_source(remote, "n1") is None
-    assert kv_event_source(relayed, "n1") == KVEventSource("tcp://10.0.0.2:5000", secure=True)
+    assert kv_event_source(relayed, "n1") == KVEventSource("tcp://10.0.0.2:5000", secure=True,
+                                                           replay="tcp://10.0.0.2:5001")
 
 
-def test_a_router_that_joins_late_or_loses_messages_learns_what_the_engine_still_caches() -> None:
+@pytest.mark.parametrize("relayed", [False, True], ids=["same node", "another node, through the relay"])
+def test_a_router_that_joins_late_or_loses_messages_learns_what_the_engine_still_caches(relayed: bool) -> None:
     """Blocks cached before the router subscribed (an ingress restart) come from the publisher's replay;
-    without it the router never learns them, and every later block chained to them is unkeyable."""
+    without it the router never learns them, and every later block chained to them is unkeyable. A
+    router on another node asks through the relay's encrypted replay socket, which answers nobody else."""
     endpoint = KVEventsEndpoint()
+    relay = KVEventsRelay(endpoint.address, "127.0.0.1", b"cluster-token", endpoint.replay_address) if relayed else None
     engine = FakeLLMEngine(EngineConfig(kind="fake", block_size=BS), lambda ids: "x", kv_events=endpoint)
     index = PrefixIndex(BS)
     lock = threading.Lock()
@@ -194,8 +199,10 @@ def test_a_router_that_joins_late_or_loses_messages_learns_what_the_engine_still
     async def generate(prompt: list[int]) -> None:
         _ = [c async for c in engine.generate(GenerationRequest("a", prompt, SamplingSpec(max_tokens=1)))]
 
-    subscriber = KVEventSubscriber(on_batch, on_replay=on_replay)
-    source = KVEventSource(endpoint.address, replay=endpoint.replay_address)
+    subscriber = KVEventSubscriber(on_batch, on_replay=on_replay, secret=lambda: b"cluster-token")
+    source = (KVEventSource(relay.address, secure=True, replay=relay.replay_address) if relay is not None
+              else KVEventSource(endpoint.address, replay=endpoint.replay_address))
+    stranger = zmq.Context.instance().socket(zmq.DEALER)
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(engine.start())
@@ -214,8 +221,16 @@ def test_a_router_that_joins_late_or_loses_messages_learns_what_the_engine_still
         with lock:
             assert index.matched_blocks(index.prompt_keys(PROMPT), ["r1"]) == {"r1": 4}
         assert subscriber.replays == 2 and subscriber.decode_errors == 0
+        if relay is not None:  # another cluster's key gets no answer
+            secure_subscriber(stranger, b"another-token")
+            stranger.connect(relay.replay_address)
+            stranger.send_multipart([b"", (0).to_bytes(8, "big")])
+            assert not stranger.poll(500)
     finally:
+        stranger.close(linger=0)
         subscriber.stop()
+        if relay is not None:
+            relay.close()
         loop.run_until_complete(engine.shutdown())
         loop.close()
         endpoint.close()
