@@ -123,6 +123,9 @@ class KVEventSubscriber:
         try:
             while not self._stop.is_set():
                 self._reconcile(sockets, poller)
+                if not sockets:  # zmq's poll returns at once with nothing registered: it would spin
+                    self._stop.wait(POLL_INTERVAL_MS / 1000)
+                    continue
                 by_socket = {sock: replica for replica, (_, sock) in sockets.items()}
                 for sock, _ in poller.poll(POLL_INTERVAL_MS):
                     self._drain(by_socket[sock], sock)

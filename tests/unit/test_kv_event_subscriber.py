@@ -234,3 +234,18 @@ def test_a_router_that_joins_late_or_loses_messages_learns_what_the_engine_still
         loop.run_until_complete(engine.shutdown())
         loop.close()
         endpoint.close()
+
+
+def test_with_nothing_to_follow_the_thread_waits_instead_of_spinning() -> None:
+    """Before any replica is known (an ingress starting beside replicas that are still loading), an empty
+    zmq poll returns at once: the loop must sleep, not take a core from the replicas' start."""
+    subscriber = KVEventSubscriber(lambda r, b: None)
+    subscriber.start()
+    try:
+        time.sleep(0.2)
+        cpu_before = time.process_time()
+        time.sleep(1.0)
+        used = time.process_time() - cpu_before
+    finally:
+        subscriber.stop()
+    assert used < 0.3, f"an idle subscriber used {used:.2f} CPU s in 1 s"
