@@ -46,10 +46,6 @@ def _haproxy_binary() -> str | None:
     return shutil.which("haproxy")
 
 
-# How long a stopping ingress replica stays reachable behind Serve's HAProxy (see serve_environment).
-HAPROXY_DEREGISTRATION_S = 5.0
-
-
 def serve_environment(ray: RayConfig, http: HttpConfig) -> dict[str, str]:
     """Environment variables for a Ray head that will run this config's Serve application."""
     env = {
@@ -63,12 +59,6 @@ def serve_environment(ray: RayConfig, http: HttpConfig) -> dict[str, str]:
         env["RAY_worker_niceness"] = str(ray.worker_niceness)  # read by the raylet when it starts workers
     if http.data_plane == "haproxy":
         env.update(haproxy_admin_bind_environment(http.haproxy_admin_host))
-        # A stopping ingress replica stays reachable this long before it closes its listener and drains.
-        # Serve's 30 s default gives an external load balancer time to deregister it; here the only thing
-        # in front is Serve's own HAProxy, reloaded within a second, and it retries a refused connection
-        # on another replica. So `down`, a redeploy and a scale-down wait seconds, not 30 s, for it.
-        env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = os.environ.get(
-            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", repr(HAPROXY_DEREGISTRATION_S))
     if http.data_plane == "proxy":
         # Throughput-optimized mode would otherwise switch direct ingress on behind the classic proxy.
         env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "0"

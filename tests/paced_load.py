@@ -26,6 +26,7 @@ class PacedLoad:
         self.outcomes = Counter[tuple[int, str | None]]()  # (status, x-warmserve-version)
         self.fallbacks = Counter[str]()  # the version a request failed on before another answered it
         self.fallback_sent_at: list[float] = []  # time.monotonic() when each fallen-back request was sent
+        self.error_bodies: dict[int, str] = {}  # the first body of each non-200 status, for the assertion's message
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
@@ -35,6 +36,8 @@ class PacedLoad:
                 sent_at = time.monotonic()
                 reply = await self._send(client)
                 self.outcomes[(reply.status_code, reply.headers.get("x-warmserve-version"))] += 1
+                if reply.status_code != 200:
+                    self.error_bodies.setdefault(reply.status_code, reply.text[:300])
                 if FALLBACK_HEADER in reply.headers:
                     self.fallbacks[reply.headers[FALLBACK_HEADER]] += 1
                     self.fallback_sent_at.append(sent_at)

@@ -61,15 +61,18 @@ def test_a_version_that_fails_is_rolled_back_and_its_clients_are_answered_by_the
         rollout_app: DeployedApp) -> None:
     with _chat_load(rollout_app) as load:
         result = _rollout(rollout_app, "roll@bad")
+        rolled_back_at = time.monotonic()
         time.sleep(2)  # requests after the rollback: all on v1 again
     assert not result.completed, result
     # Every request the canary failed was answered by v1 instead (version_fallback.py): no client saw an
     # error. The rollout saw them (warmserve_generations_total) and rolled back on the rate or the budget.
-    assert set(load.outcomes) == {(200, "v1")}, load.outcomes
-    # How many: what reached the canary while the rollout detected (a poll or two, 1 s each) and applied the
-    # rollback, at 20 requests/s of which a fifth reach the canary.
-    assert 1 <= sum(load.fallbacks.values()) <= 30, load.fallbacks
-    assert set(load.fallbacks) == {"bad"}
+    assert set(load.outcomes) == {(200, "v1")}, (load.outcomes, load.error_bodies)
+    # How many reached the canary before the rollback depends on the host's speed (polls, the redeploy);
+    # that none is sent to it once the rollback's deploy has returned (a second's grace for requests
+    # already routed) does not.
+    assert sum(load.fallbacks.values()) >= 1 and set(load.fallbacks) == {"bad"}, load.fallbacks
+    late = [t - rolled_back_at for t in load.fallback_sent_at if t > rolled_back_at + 1.0]
+    assert not late, f"requests sent {late} s after the rollback still reached the bad version"
     print(f"rolled back: {result.reason}; outcomes {dict(load.outcomes)}; fallbacks {dict(load.fallbacks)}")
 
 

@@ -15,8 +15,6 @@ def test_default_is_haproxy_data_plane_with_throughput_mode() -> None:
     assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert env["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"] == "0.5"
     assert "RAY_SERVE_ENABLE_DIRECT_INGRESS" not in env  # HAProxy mode turns direct ingress on itself
-    # Behind Serve's own HAProxy a stopping ingress is held open seconds, not Serve's 30 s for external LBs.
-    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "5.0"
 
 
 def test_classic_proxy_keeps_direct_ingress_off() -> None:
