@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from deployments.admission import AdmissionGate
@@ -52,7 +53,7 @@ class ArrivalGate:
         self.pending += 1
         return Arrival(self)
 
-    def refusal_response(self, path: str):  # type: ignore[no-untyped-def]
+    def refusal_response(self, path: str) -> JSONResponse:
         capacity = sum(g.config.max_inflight for g in self.gates)
         error = service_unavailable(f"every model is at capacity ({capacity} requests in flight or arriving); "
                                     "retry later", retry_after_s=min(g.config.retry_after_s for g in self.gates))

@@ -97,7 +97,7 @@ def test_resolve_max_tokens() -> None:
     assert caught.value.param == "max_tokens" and "600 tokens" in caught.value.message
 
 
-# ---- request bodies no generated schema-based case reaches (issue 8, fuzzing) ----
+# ---- request bodies no generated schema-based case reaches (fuzzing) ----
 
 
 @pytest.mark.parametrize(("model", "body", "param"), [
